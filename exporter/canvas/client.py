@@ -1,0 +1,312 @@
+"""The Canvas HTTP client: one aiohttp session per run, bearer auth, timeouts on every attempt,
+retries with backoff and jitter, throttle detection and error mapping.
+
+Layering (outermost first): `get_page` (retries and backoff) → `_attempt` (limits, one request, read
+body) → `_classify` (status and body → Page or an exception from `errors`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import anyio
+import orjson
+from aiolimiter import AsyncLimiter
+from yarl import URL
+
+from exporter import __version__
+from exporter.canvas.errors import (
+    BadResponse,
+    CanvasError,
+    Forbidden,
+    InvalidToken,
+    NotFound,
+    PaginationError,
+    RetriesExhausted,
+    RunAborted,
+)
+from exporter.canvas.links import origin, parse_link_header, path_of
+from exporter.canvas.throttle import AdaptiveLimit, ThrottleRule
+from exporter.config import ClientConfig
+
+log = logging.getLogger("exporter.client")
+
+_JSON_PREFIX = b"while(1);"
+_MAX_REDIRECTS = 5
+
+
+@dataclass(slots=True)
+class RequestStats:
+    requests: int = 0  # attempts sent
+    responses: int = 0
+    retries: int = 0
+    throttled: int = 0
+    bytes: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    retry_reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "responses": self.responses,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "bytes": self.bytes,
+            "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+            "retry_reasons": dict(sorted(self.retry_reasons.items())),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    url: str
+    items: list[dict[str, Any]]
+    links: dict[str, str]
+    size: int  # body bytes
+
+
+class _Retry(Exception):
+    """One attempt failed in a way worth trying again."""
+
+    def __init__(self, reason: str, *, throttled: bool = False, status: int | None = None,
+                 retry_after: float | None = None, connect: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.throttled = throttled
+        self.status = status
+        self.retry_after = retry_after
+        self.connect = connect
+
+
+class CanvasClient:
+    """`async with CanvasClient(config) as client: page = await client.get_page(url)`."""
+
+    def __init__(self, config: ClientConfig, *, rule: ThrottleRule | None = None,
+                 rng: random.Random | None = None,
+                 sleep: Callable[[float], Any] = anyio.sleep) -> None:
+        self.config = config
+        self.home = origin(config.base_url)
+        self.stats = RequestStats()
+        self.limit = AdaptiveLimit(rule or ThrottleRule(maximum=config.concurrency))
+        self._rps = AsyncLimiter(config.max_rps, 1.0) if config.max_rps else None
+        self._rng = rng or random.Random()
+        self._sleep = sleep
+        self._session: aiohttp.ClientSession | None = None
+        self._token = config.token.reveal()
+
+    async def __aenter__(self) -> CanvasClient:
+        t = self.config.timeouts
+        connector = aiohttp.TCPConnector(limit=self.config.concurrency + 4, ttl_dns_cache=300,
+                                         enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
+            headers={"Accept": "application/json", "User-Agent": f"canvas-export/{__version__}"},
+            json_serialize=lambda o: orjson.dumps(o).decode(),
+            auto_decompress=True,
+            trust_env=False,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    # -- public ---------------------------------------------------------------------------------------------
+    async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None) -> Page:
+        """Fetch one page of a list endpoint, retrying transient faults and throttling."""
+        if origin(url) != self.home:
+            raise PaginationError("refusing to send the token to another host", path=path_of(url))
+        retry = self.config.retry
+        failures = throttles = 0
+        while True:
+            try:
+                return await self._attempt(url, params)
+            except _Retry as why:
+                if why.throttled:
+                    throttles += 1
+                    self.stats.throttled += 1
+                    self.limit.on_throttled()
+                    if throttles >= retry.throttled_attempts:
+                        raise RetriesExhausted(f"still throttled after {throttles} attempts",
+                                               path=path_of(url), status=why.status) from None
+                    delay = self._backoff(retry.throttle_delay, throttles)
+                else:
+                    failures += 1
+                    if failures >= retry.attempts:
+                        if why.connect and self.stats.responses == 0:
+                            raise RunAborted(f"cannot reach {self.home[1]}: {why.reason}",
+                                             path=path_of(url)) from None
+                        raise RetriesExhausted(f"{why.reason} (gave up after {failures} attempts)",
+                                               path=path_of(url), status=why.status) from None
+                    delay = self._backoff(retry.base_delay, failures)
+                if why.retry_after is not None:
+                    delay = max(delay, min(why.retry_after, retry.max_delay))
+                self.stats.retries += 1
+                self.stats.retry_reasons["throttled" if why.throttled else _reason_key(why)] += 1
+                log.debug("retrying %s in %.2fs: %s", path_of(url), delay, why.reason)
+                await self._sleep(delay)
+
+    def redact(self, text: str) -> str:
+        return text.replace(self._token, "[token]") if self._token else text
+
+    # -- one attempt ---------------------------------------------------------------------------------------
+    def _backoff(self, base: float, attempt: int) -> float:
+        ceiling = min(self.config.retry.max_delay, base * (2 ** (attempt - 1)))
+        return ceiling * (0.5 + 0.5 * self._rng.random())  # jitter keeps retries from marching in step
+
+    async def _attempt(self, url: str, params: Any) -> Page:
+        assert self._session is not None, "use CanvasClient as an async context manager"
+        if self._rps is not None:
+            await self._rps.acquire()
+        async with self.limit.slot():
+            target: URL = URL(url, encoded=True)
+            for _ in range(_MAX_REDIRECTS + 1):
+                self.stats.requests += 1
+                try:
+                    async with self._session.get(
+                        target, params=params, allow_redirects=False,
+                        headers={"Authorization": f"Bearer {self._token}"},
+                    ) as resp:
+                        if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                            target = self._redirect(target, resp)
+                            params = None  # the Location carries the query
+                            continue
+                        body = await self._read(resp, url)
+                        self.stats.responses += 1
+                        self.stats.bytes += len(body)
+                        self.stats.by_status[resp.status] += 1
+                        self.limit.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")))
+                        return self._classify(str(resp.url), resp, body)
+                except aiohttp.ClientConnectorError as exc:
+                    raise _Retry(f"connection failed: {type(exc).__name__}", connect=True) from None
+                except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
+                        aiohttp.ClientOSError) as exc:
+                    raise _Retry(f"connection broke mid-response: {type(exc).__name__}") from None
+                except (asyncio.TimeoutError, TimeoutError):
+                    raise _Retry("timed out") from None
+                except aiohttp.ClientResponseError as exc:
+                    raise _Retry(f"malformed response: {exc.message}") from None
+            raise BadResponse(f"more than {_MAX_REDIRECTS} redirects", path=path_of(url))
+
+    def _redirect(self, current: URL, resp: aiohttp.ClientResponse) -> URL:
+        location = current.join(URL(resp.headers["Location"], encoded=True))
+        if origin(str(location)) != self.home:
+            raise PaginationError(
+                f"redirected to another host ({location.host}); not followed, so the token is not sent there",
+                path=path_of(str(current)), status=resp.status)
+        return location
+
+    async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        cap = self.config.max_body_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise BadResponse(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit",
+                              path=path_of(url), status=resp.status)
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in resp.content.iter_any():
+            total += len(chunk)
+            if total > cap:
+                raise BadResponse(f"response body exceeds the {cap}-byte limit", path=path_of(url),
+                                  status=resp.status)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes) -> Page:
+        status = resp.status
+        path = path_of(url)
+        if status == 200:
+            items = self._parse_list(body, resp, path)
+            links = parse_link_header(resp.headers.getall("Link", None), url)
+            return Page(url=url, items=items, links=links, size=len(body))
+        ctype = resp.headers.get("Content-Type", "")
+        text = body[:2000].decode("utf-8", "replace")
+        if status == 429 or (status == 403 and "Rate Limit Exceeded" in text and "json" not in ctype):
+            raise _Retry("throttled", throttled=True, status=status,
+                         retry_after=_float(resp.headers.get("Retry-After")))
+        if status in (408, 500, 502, 503, 504) or status >= 500:
+            raise _Retry(f"server error {status}", status=status,
+                         retry_after=_float(resp.headers.get("Retry-After")))
+        message = self.redact(_canvas_message(body))
+        if status == 401:
+            if _json_status(body) == "unauthorized":
+                raise Forbidden(f"not permitted: {message}", path=path, status=status)
+            raise InvalidToken(f"Canvas refused the API token ({message}); check CANVAS_API_TOKEN "
+                               "or --token-file", path=path, status=status)
+        if status == 403:
+            raise Forbidden(f"not permitted: {message}", path=path, status=status)
+        if status == 404:
+            raise NotFound(f"not found: {message}", path=path, status=status)
+        raise BadResponse(f"unexpected status: {message}", path=path, status=status)
+
+    def _parse_list(self, body: bytes, resp: aiohttp.ClientResponse, path: str) -> list[dict[str, Any]]:
+        data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+        try:
+            parsed = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            if resp.content_length is not None and len(body) < resp.content_length:
+                raise _Retry("body cut short") from None
+            snippet = self.redact(data[:80].decode("utf-8", "replace")).replace("\n", " ")
+            ctype = resp.headers.get("Content-Type", "?")
+            raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
+                              f"starts {snippet!r})", path=path, status=200) from None
+        if not isinstance(parsed, list):
+            kind = type(parsed).__name__
+            hint = f" ({self.redact(_canvas_message(body))})" if isinstance(parsed, dict) else ""
+            raise BadResponse(f"expected a JSON list, got a JSON {kind}{hint}", path=path, status=200)
+        for i, item in enumerate(parsed):
+            if not isinstance(item, dict):
+                raise BadResponse(f"item {i} of the list is a JSON {type(item).__name__}, not an object",
+                                  path=path, status=200)
+        return parsed
+
+
+def _float(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _reason_key(why: _Retry) -> str:
+    if why.status is not None:
+        return str(why.status)
+    return why.reason.split(":")[0].split(" (")[0]
+
+
+def _canvas_message(body: bytes) -> str:
+    """Canvas's own words from an error body, or the start of the body."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:120].decode("utf-8", "replace").strip().replace("\n", " ")
+        return text or "(empty body)"
+    if isinstance(data, dict):
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("message", errors[0]))[:200]
+        if isinstance(errors, str):
+            return errors[:200]
+        if "message" in data:
+            return str(data["message"])[:200]
+    return body[:120].decode("utf-8", "replace")
+
+
+def _json_status(body: bytes) -> str | None:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return data.get("status") if isinstance(data, dict) else None
+
+
+__all__ = ["CanvasClient", "CanvasError", "Page", "RequestStats"]

@@ -1,0 +1,118 @@
+"""Link header parsing and page planning.
+
+Canvas paginates with an RFC 8288 `Link` header. We read rels by name, case-insensitively, whatever the
+order and spacing, and use the URLs as opaque values: the only thing we ever change in one is the value
+of its `page` parameter, and only when `rel="last"` proves the pages are numbered (to fetch them in
+parallel). A list ends when there is no `next` or a page is empty; a URL seen twice is a cycle; a URL
+on another origin is never requested (it would be sent the token).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urljoin, urlsplit
+
+from exporter.canvas.errors import PaginationError
+
+_ENTRY = re.compile(r"<([^>]*)>([^<]*)")
+_REL = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
+_PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)page=([^&#]*)")
+
+MAX_PLANNED_PAGES = 100_000
+
+
+def parse_link_header(values: str | list[str] | None, base_url: str = "") -> dict[str, str]:
+    """Map each rel (lower-cased) to its URL, resolved against `base_url`. The first URL for a rel wins."""
+    if not values:
+        return {}
+    text = ",".join(values) if isinstance(values, list) else values
+    links: dict[str, str] = {}
+    for match in _ENTRY.finditer(text):
+        url = match.group(1).strip()
+        for rel_match in _REL.finditer(match.group(2)):
+            rels = (rel_match.group(1) or rel_match.group(2) or "").split()
+            for rel in rels:
+                links.setdefault(rel.lower(), urljoin(base_url, url) if base_url else url)
+    return links
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def path_of(url: str) -> str:
+    """The part of a URL that is safe and useful in a message: path and query, never the host's userinfo."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+def canonical(url: str) -> tuple[str, ...]:
+    """A URL's identity for cycle detection: the same page however its query is spelled or ordered."""
+    parts = urlsplit(url)
+    pairs = sorted(parse_qsl(parts.query, keep_blank_values=True))
+    return (parts.path, *(f"{k}={v}" for k, v in pairs))
+
+
+@dataclass
+class LinkWalk:
+    """Follows `next` links for one list, refusing cycles and foreign origins."""
+
+    first_url: str
+    home: tuple[str, str, int | None]
+
+    def __post_init__(self) -> None:
+        self.seen: set[tuple[str, ...]] = {canonical(self.first_url)}
+
+    def check(self, url: str, came_from: str) -> str:
+        if origin(url) != self.home:
+            host = urlsplit(url).hostname or "?"
+            raise PaginationError(
+                f"next link points to another host ({host}); not followed, so the token is not sent there",
+                path=path_of(came_from),
+            )
+        key = canonical(url)
+        if key in self.seen:
+            raise PaginationError(f"next link repeats an earlier page ({path_of(url)}); the list would loop",
+                                  path=path_of(came_from))
+        self.seen.add(key)
+        return url
+
+    def next_url(self, links: dict[str, str], item_count: int, came_from: str) -> str | None:
+        """The page to fetch after this one, or None when the list has ended."""
+        nxt = links.get("next")
+        if not nxt or item_count == 0:
+            return None
+        return self.check(nxt, came_from)
+
+
+def page_number(url: str) -> int | None:
+    match = _PAGE_PARAM.search(urlsplit(url).query)
+    if match and match.group(1).isdigit():
+        return int(match.group(1))
+    return None
+
+
+def with_page(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    query = _PAGE_PARAM.sub(f"page={number}", parts.query, count=1)
+    return parts._replace(query=query).geturl()
+
+
+def numbered_pages(links: dict[str, str]) -> list[str]:
+    """URLs of pages 2..last when the first page's links prove the pages are numbered, else [].
+
+    That holds when `next` is page 2, `last` is page N, and the two URLs differ only in that number.
+    """
+    nxt, last = links.get("next"), links.get("last")
+    if not nxt or not last:
+        return []
+    n_next, n_last = page_number(nxt), page_number(last)
+    if n_next != 2 or n_last is None or n_last < 2 or n_last > MAX_PLANNED_PAGES:
+        return []
+    if with_page(last, 2) != nxt:
+        return []
+    return [with_page(nxt, n) for n in range(2, n_last + 1)]

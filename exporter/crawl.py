@@ -1,0 +1,325 @@
+"""The fan-out: courses → sections → users, concurrently, with back-pressure.
+
+    courses ──► course workers ──► section jobs ──► section workers
+                     │  (a course's whole section list)        │ (a section's whole roster)
+                     └──────────────► units ◄──────────────────┘
+                                        │
+                                   writer task ──► Snapshot (part files, journal)
+
+Every stream is bounded, so a slow writer slows the fetchers and memory stays flat. Requests in flight
+are limited once, globally, by the client's adaptive limit. A unit (one course's sections, one section's
+users) reaches the writer only when every page of it has been fetched, so a unit is in a snapshot
+completely or not at all; a failed unit is recorded and the crawl goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pyarrow as pa
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from exporter.canvas.client import CanvasClient, Page
+from exporter.canvas.errors import ItemFailed, RunAborted
+from exporter.canvas.links import LinkWalk, numbered_pages, path_of
+from exporter.canvas.refs import Ref, Urls
+from exporter.config import CrawlConfig
+from exporter.rows import SECTION_USERS, SECTIONS, Table, to_batch
+from exporter.store.snapshot import Snapshot
+
+log = logging.getLogger("exporter.crawl")
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    kind: str
+    item: str
+    path: str
+    status: int | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "item": self.item, "path": self.path, "status": self.status,
+                "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
+class SectionJob:
+    section_id: int
+    course_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Unit:
+    table: Table
+    key: Any  # what the journal records; see ResumeState
+    batches: list[pa.RecordBatch]
+    rows: int
+
+
+@dataclass
+class Progress:
+    """Counters the CLI shows while the crawl runs."""
+
+    started: float = field(default_factory=time.monotonic)
+    courses_total: int | None = None
+    courses_done: int = 0
+    sections_found: int = 0
+    sections_done: int = 0
+    rows: dict[str, int] = field(default_factory=lambda: {SECTIONS.name: 0, SECTION_USERS.name: 0})
+    duplicates_dropped: int = 0
+    failures: list[Failure] = field(default_factory=list)
+
+
+@dataclass
+class ResumeState:
+    """What an interrupted run of the same snapshot already wrote durably (from the journal)."""
+
+    done_courses: set[str] = field(default_factory=set)
+    done_sections: set[int] = field(default_factory=set)
+    sections_of_done_courses: list[SectionJob] = field(default_factory=list)
+
+    @classmethod
+    def from_journal(cls, entries: list[dict[str, Any]]) -> ResumeState:
+        state = cls()
+        for entry in entries:
+            for unit in entry["units"]:
+                if entry["table"] == SECTIONS.name:
+                    state.done_courses.add(unit["course"])
+                    state.sections_of_done_courses += [SectionJob(s, c) for s, c in unit["sections"]]
+                else:
+                    state.done_sections.add(int(unit))
+        return state
+
+
+class Crawler:
+    def __init__(self, config: CrawlConfig, client: CanvasClient, snapshot: Snapshot,
+                 resume: ResumeState | None = None, progress: Progress | None = None) -> None:
+        self.config = config
+        self.client = client
+        self.snapshot = snapshot
+        self.resume = resume or ResumeState()
+        self.progress = progress or Progress()
+        self.urls = Urls(config.client.base_url)
+        self.per_page = config.client.per_page
+        # Sections already in the snapshot, by id: a section listed under two courses (cross-listed
+        # while we crawl) is written once, under the course that listed it first.
+        self.claimed_sections: set[int] = {j.section_id for j in self.resume.sections_of_done_courses}
+        n = config.client.concurrency
+        self.course_workers = max(2, n // 2)
+        self.section_workers = max(2, n)
+
+    # -- the pipeline ----------------------------------------------------------------------------------
+    async def run(self) -> Progress:
+        n = self.config.client.concurrency
+        course_send, course_recv = anyio.create_memory_object_stream[Ref](n)
+        job_send, job_recv = anyio.create_memory_object_stream[SectionJob](2 * n)
+        unit_send, unit_recv = anyio.create_memory_object_stream[Unit](8)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._writer, unit_recv)
+                async with course_send, job_send, unit_send:
+                    tg.start_soon(self._produce_courses, course_send.clone(), job_send.clone())
+                    for _ in range(self.course_workers):
+                        tg.start_soon(self._course_worker, course_recv.clone(), job_send.clone(),
+                                      unit_send.clone())
+                    for _ in range(self.section_workers):
+                        tg.start_soon(self._section_worker, job_recv.clone(), unit_send.clone())
+                course_recv.close()
+                job_recv.close()
+        except BaseExceptionGroup as group:
+            raise _first_cause(group) from None
+        return self.progress
+
+    async def _produce_courses(self, courses: ObjectSendStream[Ref], jobs: ObjectSendStream[SectionJob]) -> None:
+        async with courses, jobs:
+            # Rosters of sections whose course list is already durable but whose users are not.
+            for job in self.resume.sections_of_done_courses:
+                self.progress.sections_found += 1
+                if job.section_id in self.resume.done_sections:
+                    self.progress.sections_done += 1
+                else:
+                    await jobs.send(job)
+            scope = self.config.scope
+            if scope.account is None:
+                self.progress.courses_total = len(scope.courses)
+                for ref in scope.courses:
+                    await self._offer_course(ref, courses)
+                return
+            listed = 0
+            async for page in self._pages(self.urls.account_courses(scope.account), [], parallel=False,
+                                          what=f"account {scope.account.text}", first_is_fatal=True):
+                for item in page.items:
+                    course_id = item.get("id")
+                    if course_id is None:
+                        self._fail_item(f"course listing of account {scope.account.text}", page.url,
+                                        "a course in the listing has no id")
+                        continue
+                    listed += 1
+                    await self._offer_course(Ref("course", str(course_id)), courses)
+            self.progress.courses_total = listed
+
+    async def _offer_course(self, ref: Ref, courses: ObjectSendStream[Ref]) -> None:
+        if ref.text in self.resume.done_courses:
+            self.progress.courses_done += 1
+        else:
+            await courses.send(ref)
+
+    async def _course_worker(self, courses: ObjectReceiveStream[Ref], jobs: ObjectSendStream[SectionJob],
+                             units: ObjectSendStream[Unit]) -> None:
+        async with courses, jobs, units:
+            async for ref in courses:
+                try:
+                    unit, new_jobs = await self._course_sections(ref)
+                except ItemFailed as exc:
+                    self._record(f"course {ref.text}", exc)
+                else:
+                    await units.send(unit)
+                    for job in new_jobs:
+                        await jobs.send(job)
+                self.progress.courses_done += 1
+
+    async def _course_sections(self, ref: Ref) -> tuple[Unit, list[SectionJob]]:
+        """Every section listed under one course, minus any already claimed by another course."""
+        params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.section_includes]
+        batches: list[pa.RecordBatch] = []
+        seen: set[int] = set()
+        async for page in self._pages(self.urls.course_sections(ref), params, parallel=True,
+                                      what=f"course {ref.text}"):
+            batch = to_batch(SECTIONS, page.items, path_of(page.url))
+            batch = self._keep_new(batch, "id", seen)
+            if batch.num_rows:
+                batches.append(batch)
+        ids = [i for b in batches for i in b.column("id").to_pylist()]
+        courses = [c for b in batches for c in b.column("course_id").to_pylist()]
+        fresh = [i not in self.claimed_sections for i in ids]
+        if not all(fresh):
+            self.progress.duplicates_dropped += fresh.count(False)
+            table = pa.Table.from_batches(batches, schema=SECTIONS.schema).filter(pa.array(fresh))
+            batches = table.to_batches()
+            ids = [i for i, f in zip(ids, fresh) if f]
+            courses = [c for c, f in zip(courses, fresh) if f]
+        self.claimed_sections.update(ids)
+        jobs = [SectionJob(s, c) for s, c in zip(ids, courses)]
+        self.progress.sections_found += len(jobs)
+        unit = Unit(SECTIONS, {"course": ref.text, "sections": [[j.section_id, j.course_id] for j in jobs]},
+                    batches, len(ids))
+        return unit, [j for j in jobs if j.section_id not in self.resume.done_sections]
+
+    async def _section_worker(self, jobs: ObjectReceiveStream[SectionJob], units: ObjectSendStream[Unit]) -> None:
+        async with jobs, units:
+            async for job in jobs:
+                try:
+                    unit = await self._section_users(job)
+                except ItemFailed as exc:
+                    self._record(f"section {job.section_id}", exc)
+                else:
+                    await units.send(unit)
+                self.progress.sections_done += 1
+
+    async def _section_users(self, job: SectionJob) -> Unit:
+        params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.user_includes]
+        context = {"section_id": job.section_id, "course_id": job.course_id}
+        batches: list[pa.RecordBatch] = []
+        seen: set[int] = set()
+        rows = 0
+        async for page in self._pages(self.urls.section_users(job.section_id), params, parallel=False,
+                                      what=f"section {job.section_id}"):
+            batch = self._keep_new(to_batch(SECTION_USERS, page.items, path_of(page.url), context), "user_id", seen)
+            if batch.num_rows:
+                batches.append(batch)
+                rows += batch.num_rows
+        return Unit(SECTION_USERS, job.section_id, batches, rows)
+
+    async def _writer(self, units: ObjectReceiveStream[Unit]) -> None:
+        async with units:
+            async for unit in units:
+                try:
+                    await anyio.to_thread.run_sync(self.snapshot.add, unit.table, unit.key, unit.batches)
+                except OSError as exc:
+                    raise RunAborted(f"cannot write the snapshot to {self.snapshot.root}: {exc}") from exc
+                self.progress.rows[unit.table.name] += unit.rows
+
+    # -- pagination --------------------------------------------------------------------------------------
+    async def _pages(self, url: str, params: list[tuple[str, str]], *, parallel: bool, what: str,
+                     first_is_fatal: bool = False) -> AsyncIterator[Page]:
+        """Every page of one list: numbered pages in parallel when `last` allows, else by `next`."""
+        try:
+            first = await self.client.get_page(url, params)
+        except ItemFailed as exc:
+            if first_is_fatal:
+                raise RunAborted(f"cannot list {what}: {exc.reason}", path=exc.path, status=exc.status) from exc
+            raise
+        yield first
+        walk = LinkWalk(first.url, self.client.home)
+        last = first
+        planned = numbered_pages(first.links) if parallel and first.items else []
+        if planned:
+            for planned_url in planned:
+                walk.check(planned_url, first.url)
+            for page in await self._fetch_all(planned):
+                yield page
+                last = page
+        next_url = walk.next_url(last.links, len(last.items), last.url)
+        while next_url:
+            page = await self.client.get_page(next_url)
+            yield page
+            next_url = walk.next_url(page.links, len(page.items), page.url)
+
+    async def _fetch_all(self, urls: list[str]) -> list[Page]:
+        results: list[Page | None] = [None] * len(urls)
+
+        async def fetch(i: int, u: str) -> None:
+            results[i] = await self.client.get_page(u)
+
+        try:
+            async with anyio.create_task_group() as tg:
+                for i, u in enumerate(urls):
+                    tg.start_soon(fetch, i, u)
+        except BaseExceptionGroup as group:
+            raise _first_cause(group) from None
+        return [p for p in results if p is not None]
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _keep_new(self, batch: pa.RecordBatch, key: str, seen: set[int]) -> pa.RecordBatch:
+        """Drop rows whose key this unit already has (a row repeated across pages as the list shifted)."""
+        fresh = []
+        for i in batch.column(key).to_pylist():
+            fresh.append(i not in seen)
+            seen.add(i)
+        if all(fresh):
+            return batch
+        self.progress.duplicates_dropped += fresh.count(False)
+        return batch.filter(pa.array(fresh))
+
+    def _record(self, item: str, exc: ItemFailed) -> None:
+        failure = Failure(exc.kind, item, exc.path, exc.status, exc.reason)
+        self.progress.failures.append(failure)
+        log.warning("%s failed: %s", item, exc.describe())
+
+    def _fail_item(self, item: str, url: str, reason: str) -> None:
+        self.progress.failures.append(Failure("bad_response", item, path_of(url), 200, reason))
+
+
+def _first_cause(group: BaseExceptionGroup) -> BaseException:
+    """The exception that matters in a task group's failure: a run-stopping one first."""
+    flat: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup) -> None:
+        for e in g.exceptions:
+            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(group)
+    for e in flat:
+        if isinstance(e, RunAborted):
+            return e
+    for e in flat:
+        if not isinstance(e, anyio.get_cancelled_exc_class()):
+            return e
+    return flat[0]
+

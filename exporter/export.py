@@ -1,0 +1,120 @@
+"""One export run, start to end: open the snapshot, crawl, commit, write the manifest."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+from exporter import __version__
+from exporter.canvas.client import CanvasClient
+from exporter.canvas.errors import RunAborted
+from exporter.config import CrawlConfig
+from exporter.crawl import Crawler, Progress, ResumeState
+from exporter.rows import TABLES
+from exporter.store.snapshot import Snapshot, SnapshotError, new_snapshot_id
+
+log = logging.getLogger("exporter")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    snapshot_id: str
+    status: str  # "complete" or "partial"
+    manifest: dict[str, Any]
+    manifest_path: str
+
+
+def latest_staged(out: str) -> str | None:
+    """The newest unfinished snapshot in OUT, for `--resume` without `--snapshot-id`."""
+    snap = Snapshot(out, "probe", TABLES)
+    from pyarrow import fs as pafs
+
+    info = snap.fs.get_file_info(pafs.FileSelector(f"{snap.root}/_staging", allow_not_found=True))
+    names = sorted(i.base_name for i in info if i.type == pafs.FileType.Directory)
+    return names[-1] if names else None
+
+
+def run_info(config: CrawlConfig, snapshot_id: str, started: datetime) -> dict[str, Any]:
+    c = config.client
+    return {
+        "snapshot_id": snapshot_id,
+        "started_at": started.isoformat().replace("+00:00", "Z"),
+        "canvas_host": urlsplit(c.base_url).netloc,
+        "base_url": c.base_url,
+        "scope": config.scope.describe(),
+        "options": {
+            "concurrency": c.concurrency, "max_rps": c.max_rps, "per_page": c.per_page,
+            "section_includes": list(config.section_includes), "user_includes": list(config.user_includes),
+        },
+        "exporter_version": __version__,
+    }
+
+
+async def export(config: CrawlConfig, progress: Progress | None = None) -> ExportResult:
+    """Run one export. Raises RunAborted or SnapshotError when nothing could be committed."""
+    started = datetime.now(timezone.utc).replace(microsecond=0)
+    snapshot_id = config.snapshot_id
+    if snapshot_id is None and config.resume:
+        snapshot_id = latest_staged(config.out)
+        if snapshot_id is None:
+            raise SnapshotError(f"--resume: no unfinished snapshot in {config.out}")
+    snapshot_id = snapshot_id or new_snapshot_id(started)
+    snapshot = Snapshot(config.out, snapshot_id, TABLES)
+
+    if config.resume and snapshot.has_staging() and snapshot.pending_commit():
+        snapshot.finish_commit()  # the earlier run died while committing: finish it
+        manifest = _load_manifest(snapshot)
+        return ExportResult(snapshot_id, manifest["status"], manifest, snapshot.manifest_path)
+
+    info = run_info(config, snapshot_id, started)
+    earlier = snapshot.open(info, resume=config.resume)
+    if earlier is not None and earlier.get("scope") != info["scope"]:
+        raise SnapshotError(f"--resume: snapshot {snapshot_id} was started for scope {earlier.get('scope')}, "
+                            f"not {info['scope']}")
+    resume_state = ResumeState.from_journal(snapshot.journal)
+    progress = progress or Progress()
+    async with CanvasClient(config.client) as client:
+        try:
+            await Crawler(config, client, snapshot, resume_state, progress).run()
+        except BaseException:
+            snapshot.abandon_open_files()
+            raise
+        stats = client.stats.as_dict()
+        throttle = {"final_limit": client.limit.limit, "lowest_limit": int(client.limit.lowest)}
+
+    finished = datetime.now(timezone.utc).replace(microsecond=0)
+    status = "partial" if progress.failures else "complete"
+    try:
+        snapshot.close_parts()
+    except OSError as exc:
+        snapshot.abandon_open_files()
+        raise RunAborted(f"cannot write the snapshot to {snapshot.root}: {exc}") from exc
+    tables = {name: {"rows": s.rows, "files": s.files} for name, s in snapshot.stats().items()}
+    manifest = {
+        **info,
+        "status": status,
+        "started_at": (earlier or info)["started_at"],
+        "finished_at": finished.isoformat().replace("+00:00", "Z"),
+        "resumed": earlier is not None,
+        "tables": tables,
+        "courses": {"in_scope": progress.courses_total, "done": progress.courses_done},
+        "sections": {"found": progress.sections_found, "done": progress.sections_done},
+        "duplicates_dropped": progress.duplicates_dropped,
+        "requests": {**stats, **throttle},
+        "failures": [f.as_dict() for f in progress.failures],
+    }
+    try:
+        snapshot.commit(manifest)
+    except OSError as exc:
+        raise RunAborted(f"cannot commit the snapshot in {snapshot.root}: {exc}") from exc
+    return ExportResult(snapshot_id, status, manifest, snapshot.manifest_path)
+
+
+def _load_manifest(snapshot: Snapshot) -> dict[str, Any]:
+    import orjson
+
+    with snapshot.fs.open_input_stream(snapshot.manifest_path) as f:
+        return orjson.loads(f.read())

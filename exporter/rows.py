@@ -1,0 +1,193 @@
+"""Arrow schemas and JSON → columns normalization, one declaration per table.
+
+Types come from these schemas, never from the data, so every file of a table has the same schema
+whatever is null. A key missing from the JSON and a JSON null are both null. Ids are exact int64
+(also when Canvas sends them as strings). Timestamps become UTC, whatever offset they carry; a
+timestamp with no offset is taken as UTC. JSON keys the schema does not know are kept, per row, as a
+JSON object in the `unknown_fields` text column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from exporter.canvas.errors import BadResponse
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+UNKNOWN_FIELDS = "unknown_fields"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One output table: its schema, its key, and where each column comes from."""
+
+    name: str
+    schema: pa.Schema
+    key: tuple[str, ...]
+    json_keys: Mapping[str, str]  # column -> key in the Canvas JSON object
+    context: tuple[str, ...]  # columns filled from the crawl (not from the JSON)
+
+    @property
+    def known_json_keys(self) -> frozenset[str]:
+        return frozenset(self.json_keys.values())
+
+
+def _schema(*fields: tuple[str, pa.DataType], nonnull: tuple[str, ...]) -> pa.Schema:
+    return pa.schema([pa.field(n, t, nullable=n not in nonnull) for n, t in fields]
+                     + [pa.field(UNKNOWN_FIELDS, pa.string())])
+
+
+SECTIONS = Table(
+    name="sections",
+    schema=_schema(
+        ("id", pa.int64()), ("course_id", pa.int64()), ("name", pa.string()),
+        ("sis_section_id", pa.string()), ("sis_course_id", pa.string()), ("integration_id", pa.string()),
+        ("sis_import_id", pa.int64()), ("nonxlist_course_id", pa.int64()),
+        ("start_at", TIMESTAMP), ("end_at", TIMESTAMP), ("created_at", TIMESTAMP),
+        ("restrict_enrollments_to_section_dates", pa.bool_()), ("total_students", pa.int64()),
+        nonnull=("id", "course_id"),
+    ),
+    key=("id",),
+    json_keys={n: n for n in (
+        "id", "course_id", "name", "sis_section_id", "sis_course_id", "integration_id", "sis_import_id",
+        "nonxlist_course_id", "start_at", "end_at", "created_at", "restrict_enrollments_to_section_dates",
+        "total_students")},
+    context=(),
+)
+
+SECTION_USERS = Table(
+    name="section_users",
+    schema=_schema(
+        ("section_id", pa.int64()), ("course_id", pa.int64()), ("user_id", pa.int64()),
+        ("name", pa.string()), ("sortable_name", pa.string()), ("short_name", pa.string()),
+        ("sis_user_id", pa.string()), ("integration_id", pa.string()), ("login_id", pa.string()),
+        ("email", pa.string()), ("avatar_url", pa.string()), ("pronouns", pa.string()),
+        ("created_at", TIMESTAMP),
+        nonnull=("section_id", "course_id", "user_id"),
+    ),
+    key=("section_id", "user_id"),
+    json_keys={"user_id": "id", **{n: n for n in (
+        "name", "sortable_name", "short_name", "sis_user_id", "integration_id", "login_id", "email",
+        "avatar_url", "pronouns", "created_at")}},
+    context=("section_id", "course_id"),
+)
+
+TABLES = (SECTIONS, SECTION_USERS)
+
+
+def to_batch(table: Table, items: Sequence[dict[str, Any]], path: str,
+             context: Mapping[str, int] | None = None) -> pa.RecordBatch:
+    """Normalize one page of Canvas JSON objects into a record batch of `table`'s schema.
+
+    Raises BadResponse naming the page's path, the item and the field when a value cannot be typed.
+    """
+    context = context or {}
+    n = len(items)
+    arrays: list[pa.Array] = []
+    for field in table.schema:
+        name = field.name
+        if name == UNKNOWN_FIELDS:
+            arrays.append(_unknown_fields(table, items))
+        elif name in table.context:
+            arrays.append(pa.array([context[name]] * n, pa.int64()))
+        else:
+            values = [item.get(table.json_keys[name]) for item in items]
+            arrays.append(_column(values, field.type, name, path, items, table))
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+
+
+def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Sequence[dict[str, Any]],
+            table: Table) -> pa.Array:
+    field = table.schema.field(name)
+    if not field.nullable:
+        missing = next((i for i, v in enumerate(values) if v is None), None)
+        if missing is not None:
+            raise BadResponse(f"item {missing} has no {table.json_keys[name]!r}", path=path)
+    try:
+        if typ == TIMESTAMP:
+            return pa.array(values, pa.string()).cast(TIMESTAMP)
+        return pa.array(values, typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass  # the slow path below converts what can be converted exactly and names what cannot
+    convert = _CONVERTERS[str(typ)]
+    out = []
+    for i, value in enumerate(values):
+        try:
+            out.append(None if value is None else convert(value))
+        except (TypeError, ValueError, OverflowError) as exc:
+            shown = orjson.dumps(value)[:60].decode("utf-8", "replace")
+            raise BadResponse(f"item {i} field {table.json_keys[name]!r} is {shown}: {exc}", path=path) from None
+    return pa.array(out, typ)
+
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _to_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise TypeError("a boolean, not an integer")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        result = int(value)
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        result = int(value)
+    else:
+        raise TypeError("not an integer")
+    if not _INT64_MIN <= result <= _INT64_MAX:
+        raise OverflowError("outside the int64 range")
+    return result
+
+
+def _to_str(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError("not a string")
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise TypeError("not a boolean")
+
+
+def _to_timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("not an ISO 8601 timestamp string")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+_CONVERTERS = {
+    str(pa.int64()): _to_int,
+    str(pa.string()): _to_str,
+    str(pa.bool_()): _to_bool,
+    str(TIMESTAMP): _to_timestamp,
+}
+
+
+def _unknown_fields(table: Table, items: Sequence[dict[str, Any]]) -> pa.Array:
+    known = table.known_json_keys
+    if not set().union(*items) - known:
+        return pa.nulls(len(items), pa.string())
+    out: list[str | None] = []
+    for item in items:
+        extra = {k: v for k, v in item.items() if k not in known}
+        out.append(orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None)
+    return pa.array(out, pa.string())
+
+
+def empty_table(table: Table) -> pa.Table:
+    return table.schema.empty_table()

@@ -1,0 +1,272 @@
+"""A snapshot: staged part files, a journal of what they hold, and an all-or-nothing commit.
+
+Layout under OUT (a local path, or a URI a pyarrow filesystem understands):
+
+    _staging/<ID>/run.json                       the run's scope and options (for --resume checks)
+    _staging/<ID>/<table>/part-*.parquet         closed part files of the snapshot being written
+    _staging/<ID>/journal/<table>-<n>.json       one per closed part file: its rows and the units it holds
+    _staging/<ID>/commit.json                    written just before commit starts; finishing it is idempotent
+    <table>/snapshot_id=<ID>/part-*.parquet      committed: visible to readers
+    _manifests/<ID>.json                         what the run did
+
+Readers globbing `OUT/<table>/*/*.parquet` never see `_staging`. A part file is written under a temporary
+name and renamed when closed; a journal entry is written after its part file is closed, so after a
+crash every journaled unit is wholly in closed files, and files without a journal entry are discarded.
+A unit (a course's section list, a section's roster) is never split across part files.
+On a local filesystem each table's snapshot directory appears with one rename.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from exporter.rows import Table
+
+ROW_GROUP_ROWS = 64 * 1024
+FILE_ROWS = 1024 * 1024
+
+
+class SnapshotError(Exception):
+    """The output folder cannot hold this snapshot (already committed, unreadable, not writable)."""
+
+
+def new_snapshot_id(now: datetime | None = None) -> str:
+    return (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+
+
+def open_filesystem(out: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in out:
+        fs, root = pafs.FileSystem.from_uri(out)
+        return fs, root.rstrip("/")
+    return pafs.LocalFileSystem(), os.path.abspath(out)
+
+
+def _write_json(fs: pafs.FileSystem, path: str, data: Any) -> None:
+    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    with fs.open_output_stream(tmp) as f:
+        f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    fs.move(tmp, path)
+
+
+def _read_json(fs: pafs.FileSystem, path: str) -> Any:
+    with fs.open_input_stream(path) as f:
+        return orjson.loads(f.read())
+
+
+def _exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+@dataclass
+class TableStats:
+    rows: int = 0
+    files: int = 0
+
+
+class _TableWriter:
+    """Writes one table's part files. Not thread-safe: one caller at a time (the snapshot's writer task)."""
+
+    def __init__(self, snapshot: Snapshot, table: Table, first_seq: int) -> None:
+        self.snapshot = snapshot
+        self.table = table
+        self.dir = f"{snapshot.staging}/{table.name}"
+        self.seq = first_seq
+        self.stats = TableStats()
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._file_rows = 0
+        self._units: list[Any] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: Any = None
+        self._tmp = ""
+        self._final = ""
+
+    def add(self, unit: Any, batches: list[pa.RecordBatch]) -> None:
+        for batch in batches:
+            if batch.num_rows:
+                self._pending.append(batch)
+                self._pending_rows += batch.num_rows
+        self._units.append(unit)
+        if self._pending_rows >= self.snapshot.row_group_rows:
+            self._flush()
+        if self._file_rows >= self.snapshot.file_rows:
+            self.close_file()
+
+    def _open(self) -> pq.ParquetWriter:
+        if self._writer is None:
+            name = f"part-{self.seq:05d}-{self.snapshot.run_tag}.parquet"
+            self._final = f"{self.dir}/{name}"
+            self._tmp = f"{self.dir}/.{name}.tmp"
+            self.snapshot.fs.create_dir(self.dir, recursive=True)
+            self._sink = self.snapshot.fs.open_output_stream(self._tmp)
+            self._writer = pq.ParquetWriter(self._sink, self.table.schema, compression="zstd",
+                                            write_statistics=True, use_dictionary=True)
+        return self._writer
+
+    def _flush(self) -> None:
+        writer = self._open()
+        if self._pending_rows:
+            data = pa.Table.from_batches(self._pending, schema=self.table.schema)
+            writer.write_table(data, row_group_size=max(self._pending_rows, 1))
+            self._file_rows += self._pending_rows
+        self._pending, self._pending_rows = [], 0
+
+    def close_file(self, force: bool = False) -> None:
+        """Close the current part file and journal the units it holds (if any)."""
+        if not self._units and not force:
+            return
+        self._flush()
+        assert self._writer is not None
+        self._writer.close()
+        self._sink.close()
+        self.snapshot.fs.move(self._tmp, self._final)
+        entry = {"table": self.table.name, "file": self._final.rsplit("/", 1)[1], "rows": self._file_rows,
+                 "units": self._units}
+        _write_json(self.snapshot.fs, f"{self.snapshot.staging}/journal/{self.table.name}-{self.seq:05d}-"
+                    f"{self.snapshot.run_tag}.json", entry)
+        self.stats.rows += self._file_rows
+        self.stats.files += 1
+        self.seq += 1
+        self._writer, self._units, self._file_rows = None, [], 0
+
+
+@dataclass
+class Snapshot:
+    """One snapshot of every table, staged until `commit`."""
+
+    out: str
+    snapshot_id: str
+    tables: tuple[Table, ...]
+    row_group_rows: int = ROW_GROUP_ROWS
+    file_rows: int = FILE_ROWS
+    fs: pafs.FileSystem = field(init=False)
+    root: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.fs, self.root = open_filesystem(self.out)
+        self.staging = f"{self.root}/_staging/{self.snapshot_id}"
+        self.run_tag = uuid.uuid4().hex[:8]
+        self._writers: dict[str, _TableWriter] = {}
+        self.journal: list[dict[str, Any]] = []
+
+    # -- paths ---------------------------------------------------------------------------------------------
+    def committed_dir(self, table: Table) -> str:
+        return f"{self.root}/{table.name}/snapshot_id={self.snapshot_id}"
+
+    @property
+    def manifest_path(self) -> str:
+        return f"{self.root}/_manifests/{self.snapshot_id}.json"
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def is_committed(self) -> bool:
+        return _exists(self.fs, self.manifest_path) or any(_exists(self.fs, self.committed_dir(t))
+                                                           for t in self.tables)
+
+    def has_staging(self) -> bool:
+        return _exists(self.fs, self.staging)
+
+    def open(self, run_info: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+        """Prepare staging. With `resume`, keep journaled parts and return the earlier run's info."""
+        if self.is_committed():
+            raise SnapshotError(f"snapshot {self.snapshot_id} is already committed in {self.root}; "
+                                "choose another --snapshot-id")
+        earlier = None
+        if self.has_staging():
+            if not resume:
+                raise SnapshotError(f"an unfinished snapshot {self.snapshot_id} is staged in {self.staging}; "
+                                    "pass --resume to continue it, or choose another --snapshot-id")
+            earlier = _read_json(self.fs, f"{self.staging}/run.json") if _exists(
+                self.fs, f"{self.staging}/run.json") else None
+            self._load_journal()
+        try:
+            self.fs.create_dir(f"{self.staging}/journal", recursive=True)
+            _write_json(self.fs, f"{self.staging}/run.json", run_info)
+        except OSError as exc:
+            raise SnapshotError(f"cannot write to {self.root}: {exc}") from exc
+        first_seq = 1 + max((int(e["_seq"]) for e in self.journal), default=0)
+        for t in self.tables:
+            self._writers[t.name] = _TableWriter(self, t, first_seq)
+        return earlier
+
+    def _load_journal(self) -> None:
+        """Read the journal and delete part files no entry vouches for (cut short by a crash)."""
+        jdir = f"{self.staging}/journal"
+        entries = []
+        if _exists(self.fs, jdir):
+            for info in self.fs.get_file_info(pafs.FileSelector(jdir)):
+                if info.is_file and info.base_name.endswith(".json"):
+                    entry = _read_json(self.fs, info.path)
+                    entry["_seq"] = info.base_name.split("-")[-2]
+                    entries.append(entry)
+                elif info.is_file:
+                    self.fs.delete_file(info.path)  # a journal entry's own temporary
+        kept = {(e["table"], e["file"]) for e in entries}
+        for t in self.tables:
+            tdir = f"{self.staging}/{t.name}"
+            if not _exists(self.fs, tdir):
+                continue
+            for info in self.fs.get_file_info(pafs.FileSelector(tdir)):
+                if (t.name, info.base_name) not in kept:
+                    self.fs.delete_file(info.path)
+        self.journal = entries
+
+    def add(self, table: Table, unit: Any, batches: list[pa.RecordBatch]) -> None:
+        self._writers[table.name].add(unit, batches)
+
+    def stats(self) -> dict[str, TableStats]:
+        out = {}
+        for t in self.tables:
+            s = TableStats(self._writers[t.name].stats.rows, self._writers[t.name].stats.files)
+            for e in self.journal:
+                if e["table"] == t.name:
+                    s.rows += e["rows"]
+                    s.files += 1
+            out[t.name] = s
+        return out
+
+    def close_parts(self) -> None:
+        """Close every open part file (all its units become durable). Each table keeps at least one file."""
+        for t in self.tables:
+            w = self._writers[t.name]
+            has_file = w.stats.files or any(e["table"] == t.name for e in self.journal)
+            w.close_file(force=not has_file)
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Make the snapshot visible: every table's directory, then the manifest."""
+        self.close_parts()
+        _write_json(self.fs, f"{self.staging}/commit.json", manifest)
+        self.finish_commit()
+
+    def finish_commit(self) -> None:
+        manifest = _read_json(self.fs, f"{self.staging}/commit.json")
+        for t in self.tables:
+            src, dst = f"{self.staging}/{t.name}", self.committed_dir(t)
+            if _exists(self.fs, src) and not _exists(self.fs, dst):
+                self.fs.create_dir(f"{self.root}/{t.name}", recursive=True)
+                self.fs.move(src, dst)
+        self.fs.create_dir(f"{self.root}/_manifests", recursive=True)
+        _write_json(self.fs, self.manifest_path, manifest)
+        self.fs.delete_dir(self.staging)
+
+    def pending_commit(self) -> bool:
+        return _exists(self.fs, f"{self.staging}/commit.json")
+
+    def abandon_open_files(self) -> None:
+        """After a failure: close open temporaries without journaling them (resume discards them)."""
+        for w in self._writers.values():
+            if w._writer is not None:
+                for closable in (w._writer, w._sink):
+                    try:
+                        closable.close()
+                    except Exception:  # noqa: BLE001 - best effort on an already failing path
+                        pass
+                w._writer = None
