@@ -1,0 +1,82 @@
+import pytest
+
+from exporter.canvas.errors import PaginationError
+from exporter.canvas.links import LinkWalk, numbered_pages, origin, parse_link_header
+
+BASE = "https://canvas.test/api/v1/courses/1/sections"
+
+
+def test_canvas_format_comma_without_space():
+    header = (f'<{BASE}?page=1&per_page=10>; rel="current",<{BASE}?page=2&per_page=10>; rel="next",'
+              f'<{BASE}?page=1&per_page=10>; rel="first",<{BASE}?page=5&per_page=10>; rel="last"')
+    links = parse_link_header(header)
+    assert links == {"current": f"{BASE}?page=1&per_page=10", "next": f"{BASE}?page=2&per_page=10",
+                     "first": f"{BASE}?page=1&per_page=10", "last": f"{BASE}?page=5&per_page=10"}
+
+
+@pytest.mark.parametrize("header", [
+    f'<{BASE}?page=3>; REL="NEXT"',
+    f'<{BASE}?page=3>;rel=next',
+    f'<{BASE}?page=9>; rel="last",\n      <{BASE}?page=3>; rel="next"',
+    f'<{BASE}?page=3>; title="x, y"; rel="next prev"',
+    f'<{BASE}?page=3> ; Rel = "Next"',
+])
+def test_any_case_order_and_spacing(header):
+    assert parse_link_header(header)["next"] == f"{BASE}?page=3"
+
+
+def test_several_link_headers_and_relative_urls():
+    links = parse_link_header(["</api/v1/x?page=2>; rel=\"next\"", f"<{BASE}?page=4>; rel=\"last\""],
+                              "https://canvas.test/api/v1/x?page=1")
+    assert links["next"] == "https://canvas.test/api/v1/x?page=2"
+    assert links["last"] == f"{BASE}?page=4"
+
+
+def test_missing_and_garbage_headers():
+    assert parse_link_header(None) == {}
+    assert parse_link_header("") == {}
+    assert parse_link_header("not a link header") == {}
+    assert parse_link_header(f"<{BASE}?page=2>") == {}  # no rel at all
+
+
+def walk() -> LinkWalk:
+    return LinkWalk(f"{BASE}?per_page=10", origin(BASE))
+
+
+def test_walk_stops_without_next_or_on_empty_page():
+    w = walk()
+    assert w.next_url({}, 10, BASE) is None
+    assert w.next_url({"next": f"{BASE}?page=2"}, 0, BASE) is None  # empty page with next: the end
+    assert w.next_url({"next": f"{BASE}?page=2"}, 3, BASE) == f"{BASE}?page=2"
+
+
+def test_repeated_url_is_an_error_whatever_its_query_order():
+    w = walk()
+    w.next_url({"next": f"{BASE}?page=2&per_page=10"}, 10, BASE)
+    with pytest.raises(PaginationError, match="repeats an earlier page"):
+        w.next_url({"next": f"{BASE}?per_page=10&page=2"}, 10, BASE)
+
+
+def test_next_on_another_origin_is_refused():
+    w = walk()
+    for other in ("https://evil.test/api/v1/x?page=2", "http://canvas.test/api/v1/x?page=2",
+                  "https://canvas.test:8443/api/v1/x?page=2"):
+        with pytest.raises(PaginationError, match="another host"):
+            w.next_url({"next": other}, 10, BASE)
+
+
+def test_numbered_pages_planned_from_next_and_last():
+    q = "include%5B%5D=total_students"
+    links = {"next": f"{BASE}?{q}&page=2&per_page=100", "last": f"{BASE}?{q}&page=4&per_page=100"}
+    assert numbered_pages(links) == [f"{BASE}?{q}&page={n}&per_page=100" for n in (2, 3, 4)]
+
+
+@pytest.mark.parametrize("links", [
+    {"next": f"{BASE}?page=2"},  # no last: sequential
+    {"next": f"{BASE}?page=bookmark:abc", "last": f"{BASE}?page=bookmark:xyz"},  # opaque pages
+    {"next": f"{BASE}?page=2&per_page=10", "last": f"{BASE}?page=4&per_page=50"},  # differ beyond page
+    {"next": f"{BASE}?page=3", "last": f"{BASE}?page=4"},  # next is not page 2
+    {"last": f"{BASE}?page=4"},
+])
+def test_no_plan_unless_pages_are_provably_numbered(links):
+    assert numbered_pages(links) == []
