@@ -98,7 +98,7 @@ class _TableWriter:
         self._units.append(unit)
         if self._pending_rows >= self.snapshot.row_group_rows:
             self._flush()
-        if self._file_rows >= self.snapshot.file_rows:
+        if self._file_rows + self._pending_rows >= self.snapshot.file_rows:
             self.close_file()
 
     def _open(self) -> pq.ParquetWriter:

@@ -1,0 +1,90 @@
+import os
+
+import pyarrow.dataset as ds
+import pytest
+
+from exporter.rows import SECTION_USERS, SECTIONS, TABLES, to_batch
+from exporter.store.snapshot import Snapshot, SnapshotError
+
+
+def section_batch(ids, course=1):
+    return [to_batch(SECTIONS, [{"id": i, "course_id": course, "name": f"S{i}"} for i in ids], "/p")]
+
+
+def user_batch(section, users):
+    return [to_batch(SECTION_USERS, [{"id": u, "name": f"U{u}"} for u in users], "/p",
+                     {"section_id": section, "course_id": 1})]
+
+
+def visible_rows(out, table):
+    path = os.path.join(out, table)
+    if not os.path.exists(path):
+        return []
+    return ds.dataset(path, format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def test_nothing_visible_until_commit(tmp_path):
+    out = str(tmp_path)
+    snap = Snapshot(out, "S1", TABLES, row_group_rows=2, file_rows=3)
+    snap.open({"scope": {}}, resume=False)
+    snap.add(SECTIONS, {"course": "1", "sections": [[1, 1], [2, 1]]}, section_batch([1, 2]))
+    snap.add(SECTIONS, {"course": "2", "sections": [[3, 1]]}, section_batch([3]))  # rotates: 3 rows
+    snap.add(SECTION_USERS, 1, user_batch(1, [10, 11]))
+    assert visible_rows(out, "sections") == [] and visible_rows(out, "section_users") == []
+    snap.commit({"status": "complete"})
+    assert sorted(r["id"] for r in visible_rows(out, "sections")) == [1, 2, 3]
+    assert {r["snapshot_id"] for r in visible_rows(out, "sections")} == {"S1"}
+    assert sorted(r["user_id"] for r in visible_rows(out, "section_users")) == [10, 11]
+    assert not os.path.exists(tmp_path / "_staging" / "S1")
+    assert os.path.exists(tmp_path / "_manifests" / "S1.json")
+
+
+def test_empty_table_still_has_a_schema_file(tmp_path):
+    snap = Snapshot(str(tmp_path), "S1", TABLES)
+    snap.open({}, resume=False)
+    snap.commit({"status": "complete"})
+    table = ds.dataset(str(tmp_path / "section_users"), format="parquet", partitioning="hive").to_table()
+    assert table.num_rows == 0 and table.schema.field("user_id") is not None
+
+
+def test_crash_keeps_only_journaled_units(tmp_path):
+    out = str(tmp_path)
+    first = Snapshot(out, "S1", TABLES, file_rows=2)
+    first.open({"scope": {"a": 1}}, resume=False)
+    first.add(SECTION_USERS, 1, user_batch(1, [10, 11]))  # file closes at 2 rows: journaled
+    first.add(SECTION_USERS, 2, user_batch(2, [12]))  # still in an open temporary file
+    # -- the process dies here: nothing is closed --
+    again = Snapshot(out, "S1", TABLES, file_rows=2)
+    with pytest.raises(SnapshotError, match="--resume"):
+        again.open({"scope": {"a": 1}}, resume=False)
+    earlier = again.open({"scope": {"a": 1}}, resume=True)
+    assert earlier == {"scope": {"a": 1}}
+    assert [u for e in again.journal for u in e["units"]] == [1]
+    again.add(SECTION_USERS, 2, user_batch(2, [12]))
+    again.commit({"status": "complete"})
+    assert sorted(r["user_id"] for r in visible_rows(out, "section_users")) == [10, 11, 12]
+
+
+def test_committed_snapshot_is_never_overwritten(tmp_path):
+    snap = Snapshot(str(tmp_path), "S1", TABLES)
+    snap.open({}, resume=False)
+    snap.commit({"status": "complete"})
+    with pytest.raises(SnapshotError, match="already committed"):
+        Snapshot(str(tmp_path), "S1", TABLES).open({}, resume=False)
+
+
+def test_interrupted_commit_is_finished_on_resume(tmp_path):
+    snap = Snapshot(str(tmp_path), "S1", TABLES)
+    snap.open({}, resume=False)
+    snap.add(SECTIONS, {"course": "1", "sections": [[1, 1]]}, section_batch([1]))
+    snap.close_parts()
+    from exporter.store.snapshot import _write_json
+    _write_json(snap.fs, f"{snap.staging}/commit.json", {"status": "complete"})
+    # moved one table, then died
+    snap.fs.create_dir(f"{snap.root}/sections", recursive=True)
+    snap.fs.move(f"{snap.staging}/sections", snap.committed_dir(SECTIONS))
+    again = Snapshot(str(tmp_path), "S1", TABLES)
+    assert again.pending_commit()
+    again.finish_commit()
+    assert [r["id"] for r in visible_rows(str(tmp_path), "sections")] == [1]
+    assert os.path.exists(tmp_path / "section_users" / "snapshot_id=S1")

@@ -1,0 +1,84 @@
+from datetime import datetime, timezone
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from exporter.canvas.errors import BadResponse
+from exporter.rows import SECTION_USERS, SECTIONS, TIMESTAMP, to_batch
+
+UTC = timezone.utc
+
+
+def test_schema_is_declared_not_inferred():
+    all_null = to_batch(SECTIONS, [{"id": 1, "course_id": 2}], "/p")
+    full = to_batch(SECTIONS, [{"id": 1, "course_id": 2, "name": "A", "start_at": "2026-01-01T00:00:00Z",
+                                "restrict_enrollments_to_section_dates": True, "total_students": 3}], "/p")
+    assert all_null.schema == full.schema == SECTIONS.schema
+    assert SECTIONS.schema.field("start_at").type == TIMESTAMP
+    assert SECTIONS.schema.field("total_students").type == pa.int64()
+
+
+def test_missing_key_and_null_are_both_null():
+    rows = to_batch(SECTIONS, [{"id": 1, "course_id": 2, "sis_section_id": None}, {"id": 2, "course_id": 2}],
+                    "/p").to_pylist()
+    assert rows[0]["sis_section_id"] is None and rows[1]["sis_section_id"] is None
+
+
+def test_ids_exact_beyond_2_53_and_as_strings():
+    big = 2**53 + 1
+    rows = to_batch(SECTIONS, [{"id": big, "course_id": str(big + 2), "sis_import_id": "9007199254740995"}],
+                    "/p").to_pylist()
+    assert rows[0]["id"] == big and rows[0]["course_id"] == big + 2 and rows[0]["sis_import_id"] == big + 2
+
+
+def test_sis_ids_keep_leading_zeros():
+    row = to_batch(SECTIONS, [{"id": 1, "course_id": 2, "sis_section_id": "000123", "sis_course_id": "0042"}],
+                   "/p").to_pylist()[0]
+    assert row["sis_section_id"] == "000123" and row["sis_course_id"] == "0042"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("2026-06-01T06:00:00Z", datetime(2026, 6, 1, 6, tzinfo=UTC)),
+    ("2026-06-01T08:00:00+02:00", datetime(2026, 6, 1, 6, tzinfo=UTC)),
+    ("2026-05-31T23:30:00-06:30", datetime(2026, 6, 1, 6, tzinfo=UTC)),
+    ("2026-06-01T06:00:00.250Z", datetime(2026, 6, 1, 6, 0, 0, 250000, tzinfo=UTC)),
+    ("2026-06-01T06:00:00", datetime(2026, 6, 1, 6, tzinfo=UTC)),  # no offset: taken as UTC
+])
+def test_timestamps_become_utc(text, expected):
+    row = to_batch(SECTIONS, [{"id": 1, "course_id": 2, "created_at": text}], "/p").to_pylist()[0]
+    assert row["created_at"] == expected
+
+
+def test_unknown_fields_are_kept_as_json():
+    rows = to_batch(SECTIONS, [{"id": 1, "course_id": 2, "passback_status": {"sis_post_grades_status": None},
+                                "permissions": {"manage_calendar": True}}, {"id": 2, "course_id": 2}],
+                    "/p").to_pylist()
+    assert orjson.loads(rows[0]["unknown_fields"]) == {"passback_status": {"sis_post_grades_status": None},
+                                                      "permissions": {"manage_calendar": True}}
+    assert rows[1]["unknown_fields"] is None
+
+
+def test_section_users_take_context_and_map_id():
+    rows = to_batch(SECTION_USERS, [{"id": 7, "name": "Zoë", "sortable_name": "Zoë", "short_name": "Z",
+                                     "enrollments": [{"type": "StudentEnrollment"}]}], "/p",
+                    {"section_id": 3, "course_id": 4}).to_pylist()
+    assert rows[0]["section_id"] == 3 and rows[0]["course_id"] == 4 and rows[0]["user_id"] == 7
+    assert rows[0]["name"] == "Zoë"
+    assert orjson.loads(rows[0]["unknown_fields"]) == {"enrollments": [{"type": "StudentEnrollment"}]}
+
+
+@pytest.mark.parametrize("item,message", [
+    ({"course_id": 2}, "item 0 has no 'id'"),
+    ({"id": "abc", "course_id": 2}, "item 0 field 'id' is \"abc\": not an integer"),
+    ({"id": True, "course_id": 2}, "a boolean"),
+    ({"id": 2**63, "course_id": 2}, "int64"),
+    ({"id": 1, "course_id": 2, "name": {"x": 1}}, "field 'name'"),
+    ({"id": 1, "course_id": 2, "created_at": "yesterday"}, "field 'created_at'"),
+    ({"id": 1, "course_id": 2, "restrict_enrollments_to_section_dates": "maybe"}, "not a boolean"),
+])
+def test_wrong_types_name_path_item_and_field(item, message):
+    with pytest.raises(BadResponse) as info:
+        to_batch(SECTIONS, [item], "/api/v1/courses/2/sections?page=3")
+    assert message in str(info.value)
+    assert info.value.path == "/api/v1/courses/2/sections?page=3"
