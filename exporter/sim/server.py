@@ -1,0 +1,352 @@
+"""The fake Canvas over HTTP: routing, auth, throttling, faults, Link headers, and the Simulator fixture.
+
+One low-level aiohttp handler does everything (no router, no middleware) to keep per-request overhead small.
+Paths are split from `request.raw_path` and each segment is percent-decoded exactly once here, so
+`sis_course_id:MATH-101%2FF26` reaches the lookup as `sis_course_id:MATH-101/F26` whatever aiohttp's own
+path normalisation does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import socket
+import struct
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+from urllib.parse import unquote
+
+import orjson
+from aiohttp import web
+
+from exporter.sim import endpoints
+from exporter.sim.auth import ADMIN_TOKEN, NOSIS_TOKEN, bearer_token
+from exporter.sim.bucket import RATE_LIMIT_403_BODY, RATE_LIMIT_429_BODY, LeakyBucket, ruby_float
+from exporter.sim.endpoints import NOT_FOUND_BODY, Call, Forbidden, HttpError, Reply
+from exporter.sim.faults import HTML_ERROR_BODY, NO_FAULTS, FaultInjector, FaultPlan
+from exporter.sim.institution import Institution
+from exporter.sim.options import SimOptions
+from exporter.sim.pagination import InvalidPage, PageLinks, escape_segment, link_header, parse_query
+from exporter.sim.views import stringify_ids
+
+JSON_TYPE = "application/json; charset=utf-8"
+STRING_IDS = "application/json+canvas-string-ids"
+WWW_AUTHENTICATE = 'Bearer realm="canvas-lms"'
+INVALID_PAGE_BODY = {"errors": [{"message": "An error occurred.", "error_code": "not_found"}]}
+INVALID_TOKEN_BODY = {"errors": [{"message": "Invalid access token."}]}
+UNAUTHENTICATED_BODY = {"status": "unauthenticated", "errors": [{"message": "user authorization required"}]}
+REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+Hook = Callable[[web.BaseRequest], "None | Awaitable[None]"]
+
+
+@dataclass(slots=True)
+class SimStats:
+    requests: int = 0
+    by_status: Counter = field(default_factory=Counter)
+    by_endpoint: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)  # by kind: error, reset, truncate, stall, throttle, link_loop
+    throttled: int = 0  # refused by the bucket or a throttle fault
+    bytes_sent: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    kind: str  # endpoint name, also the stats key
+    refs: tuple[str, ...]  # decoded path references
+    template: str  # path with {} for each reference, to rebuild Link URLs
+
+    def path(self) -> str:
+        return self.template.format(*(escape_segment(r) for r in self.refs))
+
+
+def route(raw_path: str) -> Route | None:
+    parts = raw_path.split("/")
+    if len(parts) < 5 or parts[0] != "" or parts[1] != "api" or parts[2] != "v1":
+        return None
+    try:
+        seg = [unquote(p, errors="strict") for p in parts[3:]]
+    except UnicodeDecodeError:
+        return None
+    match seg:
+        case ["accounts", a, "courses"]:
+            return Route("account_courses", (a,), "/api/v1/accounts/{}/courses")
+        case ["courses", c]:
+            return Route("course_show", (c,), "/api/v1/courses/{}")
+        case ["courses", c, "sections"]:
+            return Route("course_sections", (c,), "/api/v1/courses/{}/sections")
+        case ["courses", c, "sections", s]:
+            return Route("course_section_show", (c, s), "/api/v1/courses/{}/sections/{}")
+        case ["sections", s]:
+            return Route("section_show", (s,), "/api/v1/sections/{}")
+        case ["sections", s, "users"]:
+            return Route("section_users", (s,), "/api/v1/sections/{}/users")
+    return None
+
+
+HANDLERS: dict[str, Callable[..., Reply]] = {
+    "account_courses": endpoints.account_courses,
+    "course_show": endpoints.course_show,
+    "course_sections": endpoints.course_sections,
+    "course_section_show": endpoints.course_section_show,
+    "section_show": endpoints.section_show,
+    "section_users": endpoints.section_users,
+}
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    kind: str = "unrouted"
+    items: int = 0
+    links: tuple[str, dict, PageLinks, int] | None = None  # base URL, query params, pages, per_page
+
+
+def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None, kind: str = "error") -> Answer:
+    h = {"Content-Type": JSON_TYPE}
+    if headers:
+        h.update(headers)
+    return Answer(status, orjson.dumps(payload), h, kind)
+
+
+class Simulator:
+    """`async with Simulator(institution, options) as sim:` serves on 127.0.0.1 at `sim.base_url`.
+
+    `sim.institution` and `sim.options` may be replaced or mutated while it runs; `sim.hooks` are called
+    (sync or async) with each request before it is handled.
+    """
+
+    def __init__(
+        self,
+        institution: Institution | None = None,
+        options: SimOptions | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.options = options or SimOptions()
+        self.institution = institution or Institution.generate(seed=self.options.seed, courses=self.options.courses)
+        self.host = host
+        self.port = port
+        self.stats = SimStats()
+        self.hooks: list[Hook] = []
+        self.buckets: dict[str, LeakyBucket] = {}
+        self.faults = FaultInjector(self.options.seed)
+        self._runner: web.ServerRunner | None = None
+        self._closing = asyncio.Event()
+        self.base_url = ""
+
+    # ----- lifecycle -----
+
+    async def __aenter__(self) -> Simulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        server = web.Server(self._handle, access_log=None)
+        self._runner = web.ServerRunner(server, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+        self.base_url = f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    def reset_buckets(self) -> None:
+        self.buckets.clear()
+
+    def bucket(self, token: str) -> LeakyBucket:
+        """The throttle bucket of a token (created on first use with the current options)."""
+        key = f"token:{token}"
+        b = self.buckets.get(key)
+        if b is None:
+            b = self.buckets[key] = LeakyBucket(self.options.bucket, self.options.clock)
+        return b
+
+    # ----- one request -----
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        self.stats.requests += 1
+        for hook in list(self.hooks):
+            result = hook(request)
+            if inspect.isawaitable(result):
+                await result
+        opts = self.options
+        raw_path, _, query = request.raw_path.partition("?")
+        params = parse_query(query)
+        token = bearer_token(request.headers.get("Authorization"), _scalar(params.get("access_token")))
+        client = f"token:{token}" if token else f"ip:{request.remote}"
+        plan = self.faults.plan(opts.faults, raw_path, client)
+
+        if plan.stall:
+            self.stats.faults["stall"] += 1
+            await self._wait(opts.faults.stall_seconds)
+        if plan.throttle or plan.error_status:
+            await self._wait(opts.latency_ms / 1000)
+            answer = self._fault_answer(plan, opts)
+            return await self._send(request, answer, NO_FAULTS)
+
+        bucket = None
+        if opts.throttle:
+            bucket = self.buckets.get(client)
+            if bucket is None:
+                bucket = self.buckets[client] = LeakyBucket(opts.bucket, opts.clock)
+            bucket.params, bucket.clock = opts.bucket, opts.clock
+            if not bucket.reserve():
+                bucket.settle(0.0)
+                self.stats.throttled += 1
+                answer = self._throttled(opts, ruby_float(bucket.remaining))
+                return await self._send(request, answer, NO_FAULTS)
+        await self._wait(opts.latency_ms / 1000)
+        answer = self._answer(request, raw_path, params, token)
+        if bucket is not None:
+            cost = opts.request_cost(answer.kind, answer.items) if callable(opts.request_cost) else opts.request_cost
+            bucket.settle(cost)
+            answer.headers["X-Request-Cost"] = ruby_float(float(cost))
+            answer.headers["X-Rate-Limit-Remaining"] = ruby_float(bucket.remaining)
+        return await self._send(request, answer, plan)
+
+    async def _wait(self, seconds: float) -> None:
+        """Sleep, but wake up when the simulator stops, so a stalled request never holds up shutdown."""
+        if seconds <= 0:
+            return
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+
+    def _answer(self, request: web.BaseRequest, raw_path: str, params: dict, token: str | None) -> Answer:
+        opts = self.options
+        if token is None:
+            return json_answer(401, UNAUTHENTICATED_BODY, {"WWW-Authenticate": WWW_AUTHENTICATE}, "auth")
+        perms = opts.tokens.get(token)
+        if perms is None:
+            return json_answer(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": WWW_AUTHENTICATE}, "auth")
+        r = route(raw_path) if request.method == "GET" else None
+        if r is None:
+            return json_answer(404, NOT_FOUND_BODY)
+        call = Call(perms, params, opts.forbidden_courses)
+        try:
+            reply = HANDLERS[r.kind](self.institution, call, *r.refs)
+        except Forbidden as e:
+            return json_answer(403 if opts.auth_error_updates else 401, e.body, kind=r.kind)
+        except HttpError as e:
+            return json_answer(e.status, e.body, kind=r.kind)
+        except InvalidPage:
+            return json_answer(404, INVALID_PAGE_BODY, kind=r.kind)
+        payload = reply.payload
+        if STRING_IDS in request.headers.get("Accept", ""):
+            payload = stringify_ids(payload)
+        headers = {"Content-Type": JSON_TYPE}
+        answer = Answer(200, orjson.dumps(payload), headers, r.kind,
+                        len(payload) if isinstance(payload, list) else 1)
+        if reply.links is not None:
+            answer.links = (f"{request.scheme}://{request.host}{r.path()}", params, reply.links, reply.per_page)
+        return answer
+
+    def _throttled(self, opts: SimOptions, remaining: str) -> Answer:
+        status, body = (429, RATE_LIMIT_429_BODY) if opts.throttle_mode == "429" else (403, RATE_LIMIT_403_BODY)
+        return Answer(status, body, {"Content-Type": "text/plain; charset=utf-8",
+                                     "X-Rate-Limit-Remaining": remaining}, "throttled")
+
+    def _fault_answer(self, plan: FaultPlan, opts: SimOptions) -> Answer:
+        if plan.throttle:
+            self.stats.faults["throttle"] += 1
+            self.stats.throttled += 1
+            return self._throttled(opts, "0.0")
+        status = plan.error_status or 500
+        self.stats.faults["error"] += 1
+        if plan.error_html:
+            body = HTML_ERROR_BODY.format(status=status, reason=REASONS.get(status, "Error")).encode()
+            return Answer(status, body, {"Content-Type": "text/html; charset=utf-8"}, "fault")
+        return json_answer(status, {"errors": [{"message": "An error occurred.",
+                                                "error_code": REASONS.get(status, "error").lower().replace(" ", "_")}],
+                                    "error_report_id": 1000 + self.stats.faults["error"]}, kind="fault")
+
+    async def _send(self, request: web.BaseRequest, answer: Answer, plan: FaultPlan) -> web.StreamResponse:
+        if answer.links is not None:
+            base, params, page_links, per_page = answer.links
+            if plan.link_loop and page_links.next is not None:
+                self.stats.faults["link_loop"] += 1
+                page_links = _loop_back(page_links)
+            header = link_header(base, params, page_links, per_page)
+            if header is not None:
+                answer.headers["Link"] = header
+        self.stats.by_status[answer.status] += 1
+        self.stats.by_endpoint[answer.kind] += 1
+        if plan.reset or plan.truncate:
+            return await self._send_broken(request, answer, reset=plan.reset)
+        self.stats.bytes_sent += len(answer.body)
+        return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+    async def _send_broken(self, request: web.BaseRequest, answer: Answer, *, reset: bool) -> web.StreamResponse:
+        """Headers promise the whole body; half of it is sent, then the connection is reset or closed."""
+        self.stats.faults["reset" if reset else "truncate"] += 1
+        response = web.StreamResponse(status=answer.status, headers=answer.headers)
+        response.content_length = len(answer.body)
+        await response.prepare(request)
+        cut = max(1, len(answer.body) // 2)
+        await response.write(answer.body[:cut])
+        self.stats.bytes_sent += cut
+        transport = request.transport
+        if transport is not None:
+            if reset:
+                sock = transport.get_extra_info("socket")
+                if sock is not None:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+            else:
+                transport.close()
+        return response
+
+
+def _loop_back(links: PageLinks) -> PageLinks:
+    return PageLinks(links.current, max(1, links.current - 1), links.prev, links.first, links.last)
+
+
+def _scalar(value: str | list[str] | None) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+# ----- the blocking entry point behind `canvas-export simulate` -----
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800, truth_out: str | None = None) -> None:
+    """Serve a generated institution until Ctrl-C. Binds the loopback interface only."""
+    if host not in LOOPBACK:
+        raise ValueError(f"the simulator only binds the loopback interface, not {host!r}")
+    institution = Institution.generate(seed=options.seed, courses=options.courses)
+    if truth_out is not None:
+        from exporter.sim.truth import AccountScope, ground_truth
+
+        ground_truth(institution, AccountScope("self")).write(truth_out)
+
+    async def serve() -> None:
+        async with Simulator(institution, options, host=host, port=port) as sim:
+            print(f"Canvas simulator at {sim.base_url} ({institution.counts()})", flush=True)
+            print(f"export CANVAS_BASE_URL={sim.base_url}")
+            print(f"export CANVAS_API_TOKEN={ADMIN_TOKEN}")
+            print(f"# a token without SIS permissions: {NOSIS_TOKEN}")
+            if truth_out is not None:
+                print(f"# ground truth for --account self written to {truth_out}")
+            print("Ctrl-C to stop.", flush=True)
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        print("stopped", file=sys.stderr)
