@@ -2,7 +2,8 @@
 
 The model holds plain facts (what Canvas stores); what an endpoint returns is derived from it by the views
 below (`course_sections`, `section_roster`, ...), which are cached and dropped wholesale whenever the model
-changes. Tests that edit a dataclass field directly must call `Institution.touch()` afterwards.
+changes. Tests that edit a dataclass field directly must call `Institution.touch()` afterwards (or
+`reindex()` when they changed an id, a SIS id, a parent, a course_id or added objects).
 
 Ids follow Canvas's sharding scheme (`shard * 10**13 + local id`): most live on shard 1, a few on shard 901
 (above 2**53, odd, so a JSON reader that parses numbers as doubles corrupts them) and a handful on shard
@@ -194,11 +195,12 @@ class Institution:
         self.enrollments = {e.id: e for e in enrollments}
         self.version = 0
         self._views: dict[tuple, object] = {}
-        self._reindex()
+        self.reindex()
 
     # ----- indexes (facts that only change through the mutation methods) -----
 
-    def _reindex(self) -> None:
+    def reindex(self) -> None:
+        """Rebuild every index (SIS ids, parents, memberships); after editing such fields by hand."""
         self._children: dict[int, list[int]] = {}
         for a in self.accounts.values():
             if a.parent_account_id is not None:
