@@ -98,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--throttle-429", action="store_true", help="throttle with 429 instead of Canvas's 403")
     sim.add_argument("--request-cost", type=float, default=None, help="throttle cost of one request (seconds)")
     sim.add_argument("--faults", nargs="*", default=[], metavar="NAME=RATE",
-                     help="fault rates, e.g. error=0.05 reset=0.01 truncate=0.01 stall=0.005")
+                     help="fault rates, e.g. error=0.05 reset=0.01 truncate=0.01 stall=0.005 throttle=0.01 link_loop=0.001")
     sim.add_argument("--truth-out", metavar="DIR", help="write the ground truth (JSON lines) to DIR")
 
     insp = sub.add_parser("inspect", help="list the snapshots a folder holds, with counts")

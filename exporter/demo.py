@@ -53,18 +53,11 @@ def run_demo(args: argparse.Namespace, out: str, show_progress: bool) -> int:
 def run_simulate(args: argparse.Namespace) -> int:
     from exporter.sim import Faults, SimOptions, run_simulator
 
-    faults = Faults()
-    for spec in args.faults:
-        name, _, rate = spec.partition("=")
-        if not hasattr(faults, name):
-            print(f"canvas-export simulate: unknown fault {name!r}; known: "
-                  f"{', '.join(f for f in vars(faults) if not f.startswith('_'))}", file=sys.stderr)
-            return 2
-        try:
-            setattr(faults, name, float(rate) if rate else 0.05)
-        except ValueError:
-            print(f"canvas-export simulate: fault rate {rate!r} for {name} is not a number", file=sys.stderr)
-            return 2
+    try:
+        faults = Faults.parse(",".join(args.faults))
+    except ValueError as exc:
+        print(f"canvas-export simulate: --faults: {exc}", file=sys.stderr)
+        return 2
     options = SimOptions(seed=args.seed, courses=args.courses, latency_ms=args.latency_ms,
                          throttle=args.throttle or args.throttle_429,
                          throttle_mode="429" if args.throttle_429 else "403", faults=faults)

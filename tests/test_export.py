@@ -1,0 +1,181 @@
+"""Whole crawls of the simulator, compared with the simulator's own ground truth."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import anyio
+import orjson
+import pytest
+
+from exporter.canvas.errors import InvalidToken
+from exporter.canvas.refs import account_ref, course_ref
+from exporter.config import ClientConfig, CrawlConfig, RetryPolicy, Scope, Secret
+from exporter.export import export
+from exporter.sim import (
+    ADMIN_TOKEN,
+    NOSIS_TOKEN,
+    AccountScope,
+    BucketParams,
+    CourseScope,
+    Institution,
+    SimOptions,
+    Simulator,
+    compare,
+    ground_truth,
+)
+
+FAST_RETRY = RetryPolicy(base_delay=0.001, throttle_delay=0.01, max_delay=0.05)
+
+
+@pytest.fixture(scope="module")
+def institution() -> Institution:
+    return Institution.generate(seed=7, courses=14, large_sections=1, large_section_size=(450, 700))
+
+
+def config(sim: Simulator, out: Path, scope: Scope, *, token: str = ADMIN_TOKEN, per_page: int = 100,
+           concurrency: int = 16, **kw) -> CrawlConfig:
+    client = ClientConfig(base_url=sim.base_url, token=Secret(token), per_page=per_page,
+                          concurrency=concurrency, retry=FAST_RETRY)
+    return CrawlConfig(client=client, scope=scope, out=str(out), **kw)
+
+
+def manifest(out: Path, snapshot_id: str) -> dict:
+    return orjson.loads((out / "_manifests" / f"{snapshot_id}.json").read_bytes())
+
+
+@pytest.mark.parametrize("per_page", [100, 7])
+async def test_whole_account_equals_ground_truth(institution, tmp_path, per_page):
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), per_page=per_page))
+    truth = ground_truth(institution, AccountScope("self"))
+    assert len(truth.section_users) > 1000 and len(truth.sections) > 30
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+    m = manifest(tmp_path, result.snapshot_id)
+    assert m["status"] == "complete" and m["failures"] == []
+    assert m["tables"]["section_users"]["rows"] == len(truth.section_users)
+    assert m["requests"]["requests"] == sim.stats.requests
+
+
+async def test_course_refs_with_sis_ids_that_need_encoding(institution, tmp_path):
+    courses = [c for c in institution.courses.values() if c.workflow_state != "deleted" and c.sis_course_id]
+    awkward = [c for c in courses if any(ch in c.sis_course_id for ch in "/ %+é")] or courses
+    refs = [f"sis_course_id:{c.sis_course_id}" for c in awkward[:4]] + [str(courses[-1].id)]
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(courses=tuple(course_ref(r) for r in refs))))
+    truth = ground_truth(institution, CourseScope(refs))
+    assert truth.sections
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+    assert result.status == "complete"
+
+
+async def test_token_without_sis_permission(institution, tmp_path):
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), token=NOSIS_TOKEN))
+    truth = ground_truth(institution, AccountScope("self"), token=NOSIS_TOKEN)
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+    assert all(r["sis_section_id"] is None for r in truth.sections)
+
+
+@pytest.mark.parametrize("mode", ["403", "429"])
+async def test_throttling_is_retried_and_loses_nothing(institution, tmp_path, mode):
+    options = SimOptions(throttle=True, throttle_mode=mode, bucket=BucketParams(hwm=600, up_front_cost=50),
+                         latency_ms=5, request_cost=4.0)
+    async with Simulator(institution, options) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), concurrency=32))
+    assert sim.stats.throttled > 0
+    m = manifest(tmp_path, result.snapshot_id)
+    assert m["requests"]["throttled"] == sim.stats.throttled
+    assert m["requests"]["lowest_limit"] < 32
+    assert compare(tmp_path, result.snapshot_id, ground_truth(institution, AccountScope("self"))) == []
+
+
+@pytest.mark.parametrize("auth_error_updates,status", [(False, 401), (True, 403)])
+async def test_refused_course_is_recorded_and_the_rest_exported(institution, tmp_path, auth_error_updates, status):
+    victim = next(c.id for c in institution.account_courses(institution.root_account_id)
+                  if institution.course_sections(c.id))
+    options = SimOptions(forbidden_courses={victim}, auth_error_updates=auth_error_updates)
+    async with Simulator(institution, options) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self"))))
+        refusals = sim.stats.by_status[status]
+    assert result.status == "partial"
+    [failure] = manifest(tmp_path, result.snapshot_id)["failures"]
+    assert failure["kind"] == "forbidden" and failure["status"] == status
+    assert failure["item"] == f"course {victim}" and failure["path"].startswith(f"/api/v1/courses/{victim}/sections")
+    assert refusals == 1  # not retried
+    truth = ground_truth(institution, AccountScope("self"), forbidden_courses={victim})
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+
+
+async def test_invalid_token_stops_the_run_and_commits_nothing(institution, tmp_path):
+    async with Simulator(institution, SimOptions()) as sim:
+        with pytest.raises(InvalidToken, match="Invalid access token"):
+            await export(config(sim, tmp_path, Scope(account=account_ref("self")), token="nope"))
+    assert not (tmp_path / "_manifests").exists()
+    assert not (tmp_path / "sections").exists() and not (tmp_path / "section_users").exists()
+
+
+async def test_course_deleted_between_listing_and_fetching(tmp_path):
+    inst = Institution.generate(seed=3, courses=6, large_sections=0)
+    victim = inst.account_courses(inst.root_account_id)[2].id
+
+    def delete_after_listing(request) -> None:
+        # The first request after the account listing has been answered: the victim was listed, now it goes.
+        if "/accounts/" not in request.path and inst.courses[victim].workflow_state != "deleted":
+            inst.delete_course(victim)
+
+    async with Simulator(inst, SimOptions()) as sim:
+        sim.hooks.append(delete_after_listing)
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), concurrency=1))
+    failures = manifest(tmp_path, result.snapshot_id)["failures"]
+    assert [(f["kind"], f["item"], f["status"]) for f in failures] == [("not_found", f"course {victim}", 404)]
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+async def test_user_in_several_sections_and_roles_gives_one_row_per_section(institution, tmp_path):
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self"))))
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(tmp_path / "section_users", partitioning="hive").to_table(columns=["section_id", "user_id"])
+    pairs = list(zip(table["section_id"].to_pylist(), table["user_id"].to_pylist()))
+    assert len(pairs) == len(set(pairs))
+    # a user with two roles in one section, and a user in several sections, both present in the model
+    by_pair: dict[tuple[int, int], set[str]] = {}
+    for e in institution.enrollments.values():
+        if e.workflow_state not in ("deleted", "rejected") and e.type != "StudentViewEnrollment":
+            by_pair.setdefault((e.section_id, e.user_id), set()).add(e.type)
+    multi_role = [p for p, types in by_pair.items() if len(types) > 1 and p in set(pairs)]
+    assert multi_role, "the institution should have a user with two roles in one section"
+    sections_per_user: dict[int, int] = {}
+    for s, u in pairs:
+        sections_per_user[u] = sections_per_user.get(u, 0) + 1
+    assert max(sections_per_user.values()) > 1
+    assert result.status == "complete"
+
+
+async def test_interrupted_crawl_resumes_to_the_same_result(institution, tmp_path):
+    async with Simulator(institution, SimOptions()) as sim:
+        cfg = config(sim, tmp_path, Scope(account=account_ref("self")), snapshot_id="R1", concurrency=4)
+        stop = anyio.Event()
+        sim.hooks.append(lambda request: stop.set() if sim.stats.requests >= 40 else None)
+        async with anyio.create_task_group() as tg:
+            async def crawl() -> None:
+                await export(cfg)
+
+            tg.start_soon(crawl)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+        assert not (tmp_path / "_manifests" / "R1.json").exists()
+        assert (tmp_path / "_staging" / "R1").exists()
+        first_requests = sim.stats.requests
+        resumed = CrawlConfig(client=cfg.client, scope=cfg.scope, out=cfg.out, snapshot_id=None, resume=True)
+        result = await export(resumed)
+    assert result.snapshot_id == "R1"
+    assert compare(tmp_path, "R1", ground_truth(institution, AccountScope("self"))) == []
+    m = manifest(tmp_path, "R1")
+    assert m["resumed"] is True
+    assert m["requests"]["requests"] < sim.stats.requests  # the resumed run did not redo everything
+    assert first_requests >= 40
+    assert not os.path.exists(tmp_path / "_staging" / "R1")
