@@ -1,0 +1,101 @@
+"""The generated institution: determinism, size, the awkward data it must contain, and mutations."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from exporter.sim import Institution
+from exporter.sim.collation import collation_key
+from exporter.sim.institution import ENROLLMENT_STATES, ENROLLMENT_TYPES
+
+
+@pytest.fixture(scope="module")
+def default() -> Institution:
+    return Institution.generate()
+
+
+def test_deterministic_for_a_seed() -> None:
+    a, b, c = (Institution.generate(seed=s, courses=20) for s in (5, 5, 6))
+    assert a.counts() == b.counts()
+    assert [(s.id, s.name, s.sis_section_id) for s in a.sections.values()] == \
+        [(s.id, s.name, s.sis_section_id) for s in b.sections.values()]
+    assert [u.name for u in a.users.values()] == [u.name for u in b.users.values()]
+    assert [u.name for u in a.users.values()] != [u.name for u in c.users.values()]
+
+
+def test_default_size(default: Institution) -> None:
+    counts = default.counts()
+    assert counts.courses == 100
+    assert 250 <= counts.sections <= 400
+    assert 15_000 <= counts.section_users <= 30_000
+    sizes = sorted((len(default.section_roster(s)) for s in default.sections), reverse=True)
+    assert all(2000 <= n <= 4000 for n in sizes[:2]) and sizes[2] < 2000
+
+
+def test_rows_scale_linearly() -> None:
+    small = Institution.generate(seed=2, courses=100).counts().section_users
+    large = Institution.generate(seed=2, courses=400).counts().section_users
+    assert 3.3 < large / small < 4.7
+
+
+def test_ids_need_int64_and_some_break_doubles(default: Institution) -> None:
+    ids = [*default.courses, *default.sections, *default.users, *default.enrollments]
+    assert min(ids) >= 10**13 and max(ids) < 2**63
+    assert sum(1 for i in ids if i > 2**53 and float(i) != i) >= 5  # a double cannot hold them
+    assert any(len(str(i)) == 19 for i in default.users)
+
+
+def test_awkward_data_is_present(default: Institution) -> None:
+    courses = list(default.courses.values())
+    assert Counter(c.workflow_state for c in courses).keys() == {"created", "claimed", "available", "completed",
+                                                                  "deleted"}
+    sis = {c.sis_course_id for c in courses}
+    assert {"MATH-101/F26", "HIST 200 Fall 2026", "PCT%100-A", "C++ 201+LAB", "0042", "ÉCON 101/É26"} <= sis
+    assert None in sis
+    sections = list(default.sections.values())
+    assert any(s.nonxlist_course_id is not None for s in sections)
+    assert any(s.workflow_state == "deleted" for s in sections)
+    assert any(s.sis_section_id and s.sis_section_id.startswith("0") for s in sections)
+    assert any(s.sis_section_id is None for s in sections) and any(s.start_at is None for s in sections)
+    assert any(not s.name.isascii() for s in sections)
+    users = list(default.users.values())
+    assert any(u.sis_user_id is None for u in users) and any((u.sis_user_id or "").startswith("00") for u in users)
+    assert any(u.pronouns for u in users) and any(u.pronouns is None for u in users)
+    assert any(u.fake_student for u in users)
+    enrollments = list(default.enrollments.values())
+    assert {e.type for e in enrollments} == set(ENROLLMENT_TYPES)
+    assert {e.workflow_state for e in enrollments} == set(ENROLLMENT_STATES)
+    pairs = Counter((e.user_id, e.section_id) for e in enrollments)
+    assert any(n > 1 for n in pairs.values())  # same user twice in one section
+    per_user = Counter(e.user_id for e in enrollments)
+    assert sum(1 for n in per_user.values() if n >= 3) > 100  # users in several sections
+    assert all(isinstance(u.created_at, int) for u in users)  # whole seconds
+
+
+def test_collation_is_case_and_accent_insensitive_first() -> None:
+    names = ["zeta", "Élan", "elan", "Alpha", "élan", "Ødegård", "Oz", "beta"]
+    assert sorted(names, key=collation_key) == ["Alpha", "beta", "elan", "élan", "Élan", "Ødegård", "Oz", "zeta"]  # lowercase first, as ICU
+
+
+def test_mutations_refresh_views() -> None:
+    inst = Institution.generate(seed=4, courses=10)
+    course = next(c for c in inst.courses.values() if c.workflow_state == "available" and inst.course_sections(c.id))
+    section = inst.course_sections(course.id)[0]
+    other = next(c for c in inst.courses.values() if c.id != course.id)
+    user = next(iter(inst.users.values()))
+    inst.enroll(user.id, section.id)
+    assert user.id in {r.user.id for r in inst.section_roster(section.id)}
+    assert inst.unenroll(user.id, section.id) >= 1
+    assert user.id not in {r.user.id for r in inst.section_roster(section.id)}
+    inst.crosslist_section(section.id, other.id)
+    assert section in inst.course_sections(other.id) and section not in inst.course_sections(course.id)
+    assert section.nonxlist_course_id == course.id
+    assert all(e.course_id == other.id for e in inst.enrollments_in_section(section.id))
+    inst.delete_section(section.id)
+    assert section not in inst.course_sections(other.id) and inst.section_roster(section.id) == []
+    inst.delete_course(course.id)
+    assert course not in inst.account_courses(inst.root_account_id)
+    newcomer = inst.add_user("Ada Lovelace")
+    assert newcomer.sortable_name == "Lovelace, Ada"
