@@ -22,7 +22,7 @@ import anyio
 import orjson
 
 from exporter import __version__
-from exporter.canvas.errors import CanvasError, RunAborted
+from exporter.canvas.errors import CanvasError, RunAborted, unwrap_group
 from exporter.canvas.refs import RefError, account_ref, course_ref
 from exporter.config import (
     DEFAULT_SECTION_INCLUDES,
@@ -265,15 +265,18 @@ def _progress_line(p: Progress) -> str:
 
 async def _run_export(config: CrawlConfig, show_progress: bool) -> ExportResult:
     progress = Progress()
-    async with anyio.create_task_group() as tg:
-        if show_progress:
+    if not show_progress:
+        return await export(config, progress)
+    try:
+        async with anyio.create_task_group() as tg:
             tg.start_soon(_show_progress, progress)
-        try:
-            return await export(config, progress)
-        finally:
-            tg.cancel_scope.cancel()
-            if show_progress:
+            try:
+                return await export(config, progress)
+            finally:
+                tg.cancel_scope.cancel()
                 sys.stderr.write("\r\x1b[K")
+    except BaseExceptionGroup as group:
+        raise unwrap_group(group) from None
 
 
 def summary(result: ExportResult) -> str:

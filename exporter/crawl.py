@@ -25,7 +25,7 @@ import pyarrow as pa
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from exporter.canvas.client import CanvasClient, Page
-from exporter.canvas.errors import ItemFailed, RunAborted
+from exporter.canvas.errors import ItemFailed, RunAborted, unwrap_group
 from exporter.canvas.links import LinkWalk, numbered_pages, path_of
 from exporter.canvas.refs import Ref, Urls
 from exporter.config import CrawlConfig
@@ -133,7 +133,7 @@ class Crawler:
                 course_recv.close()
                 job_recv.close()
         except BaseExceptionGroup as group:
-            raise _first_cause(group) from None
+            raise unwrap_group(group) from None
         return self.progress
 
     async def _produce_courses(self, courses: ObjectSendStream[Ref], jobs: ObjectSendStream[SectionJob]) -> None:
@@ -282,7 +282,7 @@ class Crawler:
                 for i, u in enumerate(urls):
                     tg.start_soon(fetch, i, u)
         except BaseExceptionGroup as group:
-            raise _first_cause(group) from None
+            raise unwrap_group(group) from None
         return [p for p in results if p is not None]
 
     # -- helpers -----------------------------------------------------------------------------------------
@@ -304,22 +304,3 @@ class Crawler:
 
     def _fail_item(self, item: str, url: str, reason: str) -> None:
         self.progress.failures.append(Failure("bad_response", item, path_of(url), 200, reason))
-
-
-def _first_cause(group: BaseExceptionGroup) -> BaseException:
-    """The exception that matters in a task group's failure: a run-stopping one first."""
-    flat: list[BaseException] = []
-
-    def walk(g: BaseExceptionGroup) -> None:
-        for e in g.exceptions:
-            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
-
-    walk(group)
-    for e in flat:
-        if isinstance(e, RunAborted):
-            return e
-    for e in flat:
-        if not isinstance(e, anyio.get_cancelled_exc_class()):
-            return e
-    return flat[0]
-

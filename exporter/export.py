@@ -37,6 +37,15 @@ def latest_staged(out: str) -> str | None:
     return names[-1] if names else None
 
 
+def _fresh_default_snapshot(out: str, base_id: str) -> Snapshot:
+    """The default id is the run's start second; a second run in the same second gets `-2`, `-3`, ..."""
+    for n in range(1, 1000):
+        snapshot = Snapshot(out, base_id if n == 1 else f"{base_id}-{n}", TABLES)
+        if not snapshot.is_committed() and not snapshot.has_staging():
+            return snapshot
+    raise SnapshotError(f"no free snapshot id near {base_id} in {out}")
+
+
 def run_info(config: CrawlConfig, snapshot_id: str, started: datetime) -> dict[str, Any]:
     c = config.client
     return {
@@ -61,8 +70,11 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
         snapshot_id = latest_staged(config.out)
         if snapshot_id is None:
             raise SnapshotError(f"--resume: no unfinished snapshot in {config.out}")
-    snapshot_id = snapshot_id or new_snapshot_id(started)
-    snapshot = Snapshot(config.out, snapshot_id, TABLES)
+    if snapshot_id is None:
+        snapshot = _fresh_default_snapshot(config.out, new_snapshot_id(started))
+        snapshot_id = snapshot.snapshot_id
+    else:
+        snapshot = Snapshot(config.out, snapshot_id, TABLES)
 
     if config.resume and snapshot.has_staging() and snapshot.pending_commit():
         snapshot.finish_commit()  # the earlier run died while committing: finish it

@@ -140,10 +140,11 @@ class CanvasClient:
                     delay = self._backoff(retry.throttle_delay, throttles)
                 else:
                     failures += 1
+                    if why.connect and self.stats.responses == 0 and failures >= min(3, retry.attempts):
+                        # The host has never answered: say so quickly rather than back off for a minute.
+                        raise RunAborted(f"cannot reach {self.home[1]}:{self.home[2]}: {why.reason}",
+                                         path=path_of(url)) from None
                     if failures >= retry.attempts:
-                        if why.connect and self.stats.responses == 0:
-                            raise RunAborted(f"cannot reach {self.home[1]}: {why.reason}",
-                                             path=path_of(url)) from None
                         raise RetriesExhausted(f"{why.reason} (gave up after {failures} attempts)",
                                                path=path_of(url), status=why.status) from None
                     delay = self._backoff(retry.base_delay, failures)

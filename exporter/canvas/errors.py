@@ -63,3 +63,23 @@ class PaginationError(ItemFailed):
 
 class RetriesExhausted(ItemFailed):
     kind = "retries_exhausted"
+
+
+def unwrap_group(group: BaseExceptionGroup) -> BaseException:
+    """The exception that matters in a task group's failure: a run-stopping one first, then any other
+    that is not a cancellation (cancellations are the echo of the first failure in sibling tasks)."""
+    import anyio
+
+    flat: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup) -> None:
+        for e in g.exceptions:
+            walk(e) if isinstance(e, BaseExceptionGroup) else flat.append(e)
+
+    walk(group)
+    cancelled = anyio.get_cancelled_exc_class()
+    for wanted in (RunAborted, Exception):
+        for e in flat:
+            if isinstance(e, wanted) and not isinstance(e, cancelled):
+                return e
+    return flat[0]

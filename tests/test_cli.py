@@ -1,0 +1,167 @@
+"""The command line as a user meets it: exit statuses, messages, the token's safety, inspect, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from exporter.cli import main
+from exporter.sim import ADMIN_TOKEN, Institution, SimOptions, Simulator
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """A simulator serving from a background thread, so the CLI can run its own event loop here."""
+    inst = Institution.generate(seed=11, courses=8, large_sections=0)
+    options = SimOptions()
+    ready = threading.Event()
+    holder: dict = {}
+
+    def serve() -> None:
+        async def run() -> None:
+            async with Simulator(inst, options) as s:
+                holder["sim"], holder["stop"] = s, asyncio.Event()
+                holder["loop"] = asyncio.get_running_loop()
+                ready.set()
+                await holder["stop"].wait()
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(30)
+    yield holder["sim"]
+    holder["loop"].call_soon_threadsafe(holder["stop"].set)
+    thread.join(10)
+
+
+@pytest.fixture
+def token(monkeypatch):
+    monkeypatch.setenv("CANVAS_API_TOKEN", ADMIN_TOKEN)
+    monkeypatch.delenv("CANVAS_BASE_URL", raising=False)
+    monkeypatch.delenv("CANVAS_EXPORT_OUT", raising=False)
+    return ADMIN_TOKEN
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]
+
+
+def test_complete_crawl_exits_0_and_counts_match_duckdb(sim, token, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(out), "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    users = duckdb.sql(f"select count(*) from read_parquet('{out}/section_users/*/*.parquet', "
+                       "hive_partitioning=true)").fetchall()[0][0]
+    sections = duckdb.sql(f"select count(*) from read_parquet('{out}/sections/*/*.parquet')").fetchall()[0][0]
+    assert f"section_users  {users:>10,} rows" in printed.out
+    assert f"sections       {sections:>10,} rows" in printed.out
+    assert files_containing(tmp_path, token.encode()) == []
+    assert token not in printed.out + printed.err
+
+    assert main(["inspect", str(out)]) == 0
+    listing = capsys.readouterr().out
+    assert "complete" in listing and f"section_users {users:,}" in listing
+
+
+def test_env_vars_give_base_url_and_out(sim, token, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CANVAS_BASE_URL", sim.base_url)
+    monkeypatch.setenv("CANVAS_EXPORT_OUT", str(tmp_path / "env-out"))
+    course = str(next(iter(sim.institution.account_courses(sim.institution.root_account_id))).id)
+    assert main(["crawl", "--course", course, "--snapshot-id", "S-1", "--no-progress"]) == 0
+    assert (tmp_path / "env-out" / "_manifests" / "S-1.json").exists()
+
+
+def test_refused_course_commits_with_status_3(sim, token, tmp_path, capsys):
+    victim = next(iter(sim.institution.account_courses(sim.institution.root_account_id))).id
+    sim.options.forbidden_courses = {victim}
+    try:
+        code = main(["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path),
+                     "--no-progress"])
+    finally:
+        sim.options.forbidden_courses = set()
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "1 item(s) failed" in out and f"course {victim}: /api/v1/courses/{victim}/sections" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--base-url", "URL", "--out", "OUT"], "nothing to export"),
+    (["--base-url", "URL", "--account", "1", "--course", "2"], "not both"),
+    (["--base-url", "URL", "--course", "MATH-101"], "neither a Canvas id"),
+    (["--base-url", "http://canvas.example.edu", "--course", "1"], "plain http"),
+    (["--base-url", "canvas.example.edu", "--course", "1"], "must be an http(s) URL"),
+    (["--base-url", "URL", "--course", "1", "--per-page", "500"], "between 1 and 100"),
+    (["--base-url", "URL", "--course", "1", "--concurrency", "0"], "at least 1"),
+    (["--course", "1"], "no Canvas URL"),
+    (["--base-url", "URL", "--course", "1", "--snapshot-id", "../x"], "--snapshot-id"),
+])
+def test_bad_arguments_exit_2_with_a_clear_message(sim, token, tmp_path, capsys, argv, message):
+    argv = [sim.base_url if a == "URL" else str(tmp_path) if a == "OUT" else a for a in argv]
+    assert main(["crawl", *argv, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_courses_file_errors_name_the_line(sim, token, tmp_path, capsys):
+    f = tmp_path / "courses.txt"
+    f.write_text("# our courses\n123\n\nsis_course_id:A#1\nnot-a-ref\n")
+    assert main(["crawl", "--base-url", sim.base_url, "--courses-file", str(f), "--out", str(tmp_path)]) == 2
+    assert f"--courses-file {f}, line 5:" in capsys.readouterr().err
+
+
+def test_missing_token_and_token_file(sim, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("CANVAS_API_TOKEN", raising=False)
+    base = ["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path), "--no-progress"]
+    assert main(base) == 2
+    assert "no API token" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    assert main([*base, "--token-file", str(empty)]) == 2
+    assert "is empty" in capsys.readouterr().err
+    shared = tmp_path / "token"
+    shared.write_text(ADMIN_TOKEN + "\n")
+    os.chmod(shared, 0o644)
+    assert main([*base, "--token-file", str(shared)]) == 0
+    assert "readable by other users" in capsys.readouterr().err
+    os.chmod(shared, 0o600)
+    assert main([*base, "--token-file", str(shared)]) == 0
+    assert "readable" not in capsys.readouterr().err
+
+
+def test_invalid_token_exits_2_without_echoing_it(sim, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CANVAS_API_TOKEN", "9~wrong-but-secret")
+    assert main(["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "refused the API token" in err and "wrong-but-secret" not in err
+    assert not (tmp_path / "_manifests").exists()
+
+
+def test_unreachable_host_exits_2_quickly(token, tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["crawl", "--base-url", f"http://127.0.0.1:{port}", "--account", "self",
+                 "--out", str(tmp_path)]) == 2
+    assert "cannot reach 127.0.0.1" in capsys.readouterr().err
+
+
+def test_snapshot_id_cannot_be_reused(sim, token, tmp_path, capsys):
+    argv = ["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path),
+            "--snapshot-id", "same", "--no-progress"]
+    assert main(argv) == 0
+    assert main(argv) == 2
+    assert "already committed" in capsys.readouterr().err
+
+
+def test_demo_runs_and_matches_truth(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--courses", "6", "--no-progress"]) == 0
+    assert "Identical to the simulator's ground truth" in capsys.readouterr().out
