@@ -26,7 +26,8 @@ from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from exporter.canvas.client import CanvasClient, Page
 from exporter.canvas.errors import ItemFailed, RunAborted, unwrap_group
-from exporter.canvas.links import LinkWalk, numbered_pages, path_of
+from exporter.canvas.links import path_of
+from exporter.canvas.pages import iter_pages
 from exporter.canvas.refs import Ref, Urls
 from exporter.config import CrawlConfig
 from exporter.rows import SECTION_USERS, SECTIONS, Table, to_batch
@@ -52,6 +53,7 @@ class Failure:
 class SectionJob:
     section_id: int
     course_id: int
+    expected_users: int | None = None  # the section's total_students, when asked for: sizes the look-ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +154,8 @@ class Crawler:
                     await self._offer_course(ref, courses)
                 return
             listed = 0
-            async for page in self._pages(self.urls.account_courses(scope.account), [], parallel=False,
+            params = [("per_page", str(self.per_page))]
+            async for page in self._pages(self.urls.account_courses(scope.account), params,
                                           what=f"account {scope.account.text}", first_is_fatal=True):
                 for item in page.items:
                     course_id = item.get("id")
@@ -189,23 +192,21 @@ class Crawler:
         params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.section_includes]
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
-        async for page in self._pages(self.urls.course_sections(ref), params, parallel=True,
-                                      what=f"course {ref.text}"):
+        async for page in self._pages(self.urls.course_sections(ref), params, what=f"course {ref.text}"):
             batch = to_batch(SECTIONS, page.items, path_of(page.url))
             batch = self._keep_new(batch, "id", seen)
             if batch.num_rows:
                 batches.append(batch)
-        ids = [i for b in batches for i in b.column("id").to_pylist()]
-        courses = [c for b in batches for c in b.column("course_id").to_pylist()]
-        fresh = [i not in self.claimed_sections for i in ids]
+        table = pa.Table.from_batches(batches, schema=SECTIONS.schema)
+        fresh = [i not in self.claimed_sections for i in table.column("id").to_pylist()]
         if not all(fresh):
             self.progress.duplicates_dropped += fresh.count(False)
-            table = pa.Table.from_batches(batches, schema=SECTIONS.schema).filter(pa.array(fresh))
+            table = table.filter(pa.array(fresh))
             batches = table.to_batches()
-            ids = [i for i, f in zip(ids, fresh) if f]
-            courses = [c for c, f in zip(courses, fresh) if f]
+        ids = table.column("id").to_pylist()
         self.claimed_sections.update(ids)
-        jobs = [SectionJob(s, c) for s, c in zip(ids, courses)]
+        jobs = [SectionJob(s, c, n) for s, c, n in zip(ids, table.column("course_id").to_pylist(),
+                                                       table.column("total_students").to_pylist())]
         self.progress.sections_found += len(jobs)
         unit = Unit(SECTIONS, {"course": ref.text, "sections": [[j.section_id, j.course_id] for j in jobs]},
                     batches, len(ids))
@@ -228,8 +229,8 @@ class Crawler:
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
         rows = 0
-        async for page in self._pages(self.urls.section_users(job.section_id), params, parallel=False,
-                                      what=f"section {job.section_id}"):
+        async for page in self._pages(self.urls.section_users(job.section_id), params,
+                                      what=f"section {job.section_id}", expected_items=job.expected_users):
             batch = self._keep_new(to_batch(SECTION_USERS, page.items, path_of(page.url), context), "user_id", seen)
             if batch.num_rows:
                 batches.append(batch)
@@ -246,44 +247,20 @@ class Crawler:
                 self.progress.rows[unit.table.name] += unit.rows
 
     # -- pagination --------------------------------------------------------------------------------------
-    async def _pages(self, url: str, params: list[tuple[str, str]], *, parallel: bool, what: str,
-                     first_is_fatal: bool = False) -> AsyncIterator[Page]:
-        """Every page of one list: numbered pages in parallel when `last` allows, else by `next`."""
+    async def _pages(self, url: str, params: list[tuple[str, str]], *, what: str,
+                     expected_items: int | None = None, first_is_fatal: bool = False) -> AsyncIterator[Page]:
+        pages = iter_pages(self.client, url, params, per_page=self.per_page, expected_items=expected_items)
+        first = True
         try:
-            first = await self.client.get_page(url, params)
+            async for page in pages:
+                first = False
+                yield page
         except ItemFailed as exc:
-            if first_is_fatal:
+            if first and first_is_fatal:
                 raise RunAborted(f"cannot list {what}: {exc.reason}", path=exc.path, status=exc.status) from exc
             raise
-        yield first
-        walk = LinkWalk(first.url, self.client.home)
-        last = first
-        planned = numbered_pages(first.links) if parallel and first.items else []
-        if planned:
-            for planned_url in planned:
-                walk.check(planned_url, first.url)
-            for page in await self._fetch_all(planned):
-                yield page
-                last = page
-        next_url = walk.next_url(last.links, len(last.items), last.url)
-        while next_url:
-            page = await self.client.get_page(next_url)
-            yield page
-            next_url = walk.next_url(page.links, len(page.items), page.url)
-
-    async def _fetch_all(self, urls: list[str]) -> list[Page]:
-        results: list[Page | None] = [None] * len(urls)
-
-        async def fetch(i: int, u: str) -> None:
-            results[i] = await self.client.get_page(u)
-
-        try:
-            async with anyio.create_task_group() as tg:
-                for i, u in enumerate(urls):
-                    tg.start_soon(fetch, i, u)
-        except BaseExceptionGroup as group:
-            raise unwrap_group(group) from None
-        return [p for p in results if p is not None]
+        finally:
+            await pages.aclose()
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _keep_new(self, batch: pa.RecordBatch, key: str, seen: set[int]) -> pa.RecordBatch:

@@ -102,17 +102,27 @@ def with_page(url: str, number: int) -> str:
     return parts._replace(query=query).geturl()
 
 
-def numbered_pages(links: dict[str, str]) -> list[str]:
-    """URLs of pages 2..last when the first page's links prove the pages are numbered, else [].
+MAX_AHEAD = 32
 
-    That holds when `next` is page 2, `last` is page N, and the two URLs differ only in that number.
+
+def pages_ahead(next_url: str, *, last_page: int | None, expected_items: int | None, per_page: int,
+                round_no: int) -> list[str]:
+    """URLs of the pages after `next_url` worth fetching now, in parallel with it.
+
+    Only when the pages are numbered (`page=N`), and only as many as are likely to exist: up to `last`
+    when Canvas gave it; else up to what `expected_items` (e.g. a section's total_students) suggests;
+    else a ramp that doubles each round (0, 0, 3, 7, 15, ...) so a long list of unknown length is not
+    fetched one page at a time. Pages past the end are cheap `[]` answers and are never used: the
+    caller still walks the pages in `next` order and stops where the list ends.
     """
-    nxt, last = links.get("next"), links.get("last")
-    if not nxt or not last:
+    n = page_number(next_url)
+    if n is None:
         return []
-    n_next, n_last = page_number(nxt), page_number(last)
-    if n_next != 2 or n_last is None or n_last < 2 or n_last > MAX_PLANNED_PAGES:
-        return []
-    if with_page(last, 2) != nxt:
-        return []
-    return [with_page(nxt, n) for n in range(2, n_last + 1)]
+    if last_page is not None:
+        extra = last_page - n
+    elif expected_items is not None and -(-expected_items // per_page) > n:
+        extra = -(-expected_items // per_page) - n
+    else:
+        extra = (1 << round_no) - 1 if round_no >= 2 else 0
+    extra = max(0, min(extra, MAX_AHEAD))
+    return [with_page(next_url, n + k) for k in range(1, extra + 1)]

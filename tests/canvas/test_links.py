@@ -1,7 +1,7 @@
 import pytest
 
 from exporter.canvas.errors import PaginationError
-from exporter.canvas.links import LinkWalk, numbered_pages, origin, parse_link_header
+from exporter.canvas.links import LinkWalk, origin, page_number, pages_ahead, parse_link_header
 
 BASE = "https://canvas.test/api/v1/courses/1/sections"
 
@@ -65,18 +65,26 @@ def test_next_on_another_origin_is_refused():
             w.next_url({"next": other}, 10, BASE)
 
 
-def test_numbered_pages_planned_from_next_and_last():
+def test_ahead_up_to_last_when_canvas_gives_it():
     q = "include%5B%5D=total_students"
-    links = {"next": f"{BASE}?{q}&page=2&per_page=100", "last": f"{BASE}?{q}&page=4&per_page=100"}
-    assert numbered_pages(links) == [f"{BASE}?{q}&page={n}&per_page=100" for n in (2, 3, 4)]
+    ahead = pages_ahead(f"{BASE}?{q}&page=2&per_page=100", last_page=4, expected_items=None, per_page=100,
+                        round_no=1)
+    assert ahead == [f"{BASE}?{q}&page={n}&per_page=100" for n in (3, 4)]
 
 
-@pytest.mark.parametrize("links", [
-    {"next": f"{BASE}?page=2"},  # no last: sequential
-    {"next": f"{BASE}?page=bookmark:abc", "last": f"{BASE}?page=bookmark:xyz"},  # opaque pages
-    {"next": f"{BASE}?page=2&per_page=10", "last": f"{BASE}?page=4&per_page=50"},  # differ beyond page
-    {"next": f"{BASE}?page=3", "last": f"{BASE}?page=4"},  # next is not page 2
-    {"last": f"{BASE}?page=4"},
-])
-def test_no_plan_unless_pages_are_provably_numbered(links):
-    assert numbered_pages(links) == []
+def test_ahead_from_expected_items():
+    # 950 users at 100 a page: pages 1..10; page 2 is next, so 3..10 ahead
+    ahead = pages_ahead(f"{BASE}?page=2&per_page=100", last_page=None, expected_items=950, per_page=100,
+                        round_no=1)
+    assert [page_number(u) for u in ahead] == list(range(3, 11))
+
+
+def test_ahead_ramps_up_when_length_is_unknown():
+    sizes = [len(pages_ahead(f"{BASE}?page=2", last_page=None, expected_items=None, per_page=100, round_no=r))
+             for r in range(1, 8)]
+    assert sizes == [0, 3, 7, 15, 31, 32, 32]
+
+
+@pytest.mark.parametrize("url", [f"{BASE}?page=bookmark:abc", f"{BASE}?cursor=2"])
+def test_no_ahead_for_opaque_pages(url):
+    assert pages_ahead(url, last_page=9, expected_items=None, per_page=10, round_no=5) == []

@@ -1,0 +1,104 @@
+"""Walking a list: the same pages and the same end as a sequential walk, however much is fetched ahead."""
+
+import re
+
+import pytest
+from aioresponses import aioresponses
+
+from exporter.canvas.client import CanvasClient
+from exporter.canvas.errors import NotFound, PaginationError
+from exporter.canvas.pages import iter_pages
+from exporter.config import ClientConfig, RetryPolicy, Secret
+
+BASE = "https://canvas.test"
+URL = f"{BASE}/api/v1/sections/5/users"
+
+
+def client() -> CanvasClient:
+    async def no_sleep(_):
+        return None
+
+    return CanvasClient(ClientConfig(base_url=BASE, token=Secret("t"), retry=RetryPolicy(attempts=2)),
+                        sleep=no_sleep)
+
+
+def link(page: int, *, nxt: bool = True, last: int | None = None) -> dict:
+    parts = [f'<{URL}?page={page}&per_page=2>; rel="current"']
+    if nxt:
+        parts.append(f'<{URL}?page={page + 1}&per_page=2>; rel="next"')
+    if last:
+        parts.append(f'<{URL}?page={last}&per_page=2>; rel="last"')
+    return {"Link": ",".join(parts)}
+
+
+def serve(m: aioresponses, pages: dict[int, tuple[list, dict]], beyond: int = 200) -> None:
+    for n, (items, headers) in pages.items():
+        m.get(f"{URL}?page={n}&per_page=2" if n > 1 else f"{URL}?per_page=2", payload=items, headers=headers,
+              repeat=True)
+    m.get(re.compile(re.escape(URL) + r"\?page=\d+&per_page=2"), status=beyond, payload=[], repeat=True)
+
+
+async def walk(expected_items=None) -> list[int]:
+    ids = []
+    async with client() as c:
+        async for page in iter_pages(c, URL, [("per_page", "2")], per_page=2, expected_items=expected_items):
+            ids += [i["id"] for i in page.items]
+    return ids
+
+
+@pytest.mark.parametrize("expected", [None, 2, 6, 40])
+async def test_same_rows_whatever_the_look_ahead(expected):
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([{"id": 3}, {"id": 4}], link(2)),
+                  3: ([{"id": 5}], link(3, nxt=False))})
+        assert await walk(expected) == [1, 2, 3, 4, 5]
+
+
+async def test_empty_page_with_next_ends_the_list():
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 99}], link(3))})
+        assert await walk(expected_items=30) == [1, 2]
+
+
+async def test_short_page_with_next_is_not_the_end():
+    with aioresponses() as m:  # test students removed after paging leave short pages
+        serve(m, {1: ([{"id": 1}], link(1)), 2: ([{"id": 3}], link(2)), 3: ([{"id": 5}], link(3, nxt=False))})
+        assert await walk() == [1, 3, 5]
+
+
+async def test_failing_pages_beyond_the_end_are_never_needed():
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([{"id": 3}], link(2, nxt=False))}, beyond=404)
+        assert await walk(expected_items=40) == [1, 2, 3]
+
+
+async def test_a_needed_page_that_fails_fails_the_list():
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1))}, beyond=404)
+        with pytest.raises(NotFound):
+            await walk(expected_items=40)
+
+
+async def test_plan_left_when_the_server_chain_differs():
+    other = f"{URL}?page=7&per_page=2"
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)),
+                  2: ([{"id": 3}, {"id": 4}], {"Link": f'<{other}>; rel="next"'}),
+                  3: ([{"id": 66}], link(3, nxt=False)),
+                  7: ([{"id": 5}], link(7, nxt=False))})
+        assert await walk(expected_items=10) == [1, 2, 3, 4, 5]
+
+
+async def test_next_pointing_back_is_an_error_not_a_loop():
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)),
+                  2: ([{"id": 3}, {"id": 4}], {"Link": f'<{URL}?page=2&per_page=2>; rel="next"'})})
+        with pytest.raises(PaginationError, match="repeats an earlier page"):
+            await walk(expected_items=20)
+
+
+async def test_last_link_fetches_the_rest_in_parallel():
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1, last=3)), 2: ([{"id": 3}, {"id": 4}], link(2, last=3)),
+                  3: ([{"id": 5}], link(3, nxt=False, last=3))})
+        assert await walk() == [1, 2, 3, 4, 5]
