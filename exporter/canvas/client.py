@@ -195,6 +195,8 @@ class CanvasClient:
                     raise _Retry("timed out") from None
                 except aiohttp.ClientResponseError as exc:
                     raise _Retry(f"malformed response: {exc.message}") from None
+                except aiohttp.ClientError as exc:
+                    raise _Retry(f"connection error: {type(exc).__name__}") from None
             raise BadResponse(f"more than {_MAX_REDIRECTS} redirects", path=path_of(url))
 
     def _redirect(self, current: URL, resp: aiohttp.ClientResponse) -> URL:

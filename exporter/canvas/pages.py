@@ -13,43 +13,51 @@ from typing import Any
 import anyio
 
 from exporter.canvas.client import CanvasClient, Page
-from exporter.canvas.errors import ItemFailed, unwrap_group
+from exporter.canvas.errors import ItemFailed, PaginationError, unwrap_group
 from exporter.canvas.links import LinkWalk, canonical, page_number, pages_ahead
+
+
+LINK_RETRIES = 2
 
 
 async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_page: int = 100,
                      expected_items: int | None = None) -> AsyncIterator[Page]:
     page = await client.get_page(url, params)
-    yield page
     walk = LinkWalk(page.url, client.home)
+    page, next_url = await _settle(client, walk, page)
+    yield page
     last = page.links.get("last")
     last_page = page_number(last) if last else None
     round_no = 0
-    while True:
-        next_url = walk.next_url(page.links, len(page.items), page.url)
-        if next_url is None:
-            return
+    while next_url is not None:
         round_no += 1
         planned = [next_url, *pages_ahead(next_url, last_page=last_page, expected_items=expected_items,
                                           per_page=per_page, round_no=round_no)]
         fetched = await fetch_all(client, planned)
-        if isinstance(fetched[0], ItemFailed):
-            raise fetched[0]
-        page = fetched[0]
-        yield page
-        for planned_url, prefetched in zip(planned[1:], fetched[1:]):
-            next_url = walk.next_url(page.links, len(page.items), page.url)
+        for planned_url, got in zip(planned, fetched):
+            if canonical(next_url) != canonical(planned_url):
+                break  # the server's chain left the plan: follow the server from here
+            if isinstance(got, ItemFailed):
+                raise got  # the walk needs this page, and it could not be fetched
+            page, next_url = await _settle(client, walk, got)
+            yield page
             if next_url is None:
                 return
-            if canonical(next_url) == canonical(planned_url):
-                if isinstance(prefetched, ItemFailed):
-                    raise prefetched  # the walk needs this page, and it could not be fetched
-                page = prefetched
-            else:  # the server's chain left the plan: follow the server
-                page = await client.get_page(next_url)
-                yield page
-                break
-            yield page
+
+
+async def _settle(client: CanvasClient, walk: LinkWalk, page: Page) -> tuple[Page, str | None]:
+    """A page and the URL after it. A Link chain that loops or leaves the host may be a passing fault
+    (a proxy, a cache): fetch the page again, up to LINK_RETRIES times, before calling it an error."""
+    for attempt in range(LINK_RETRIES + 1):
+        try:
+            return page, walk.next_url(page.links, len(page.items), page.url)
+        except PaginationError:
+            if attempt == LINK_RETRIES:
+                raise
+            client.stats.retries += 1
+            client.stats.retry_reasons["bad_link"] += 1
+            page = await client.get_page(page.url)
+    raise AssertionError("unreachable")
 
 
 async def fetch_all(client: CanvasClient, urls: list[str]) -> list[Page | ItemFailed]:

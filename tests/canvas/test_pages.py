@@ -102,3 +102,26 @@ async def test_last_link_fetches_the_rest_in_parallel():
         serve(m, {1: ([{"id": 1}, {"id": 2}], link(1, last=3)), 2: ([{"id": 3}, {"id": 4}], link(2, last=3)),
                   3: ([{"id": 5}], link(3, nxt=False, last=3))})
         assert await walk() == [1, 2, 3, 4, 5]
+
+
+async def test_a_passing_loop_in_the_links_is_fetched_again():
+    with aioresponses() as m:
+        m.get(f"{URL}?per_page=2", payload=[{"id": 1}, {"id": 2}], headers=link(1))
+        m.get(f"{URL}?page=2&per_page=2", payload=[{"id": 3}, {"id": 4}],
+              headers={"Link": f'<{URL}?per_page=2>; rel="next"'})  # once: back to page 1
+        m.get(f"{URL}?page=2&per_page=2", payload=[{"id": 3}, {"id": 4}], headers=link(2))
+        m.get(f"{URL}?page=3&per_page=2", payload=[{"id": 5}], headers=link(3, nxt=False))
+        m.get(re.compile(re.escape(URL) + r"\?page=\d+&per_page=2"), payload=[], repeat=True)
+        async with client() as c:
+            ids = [i["id"] async for p in iter_pages(c, URL, [("per_page", "2")], per_page=2) for i in p.items]
+            assert c.stats.retry_reasons["bad_link"] == 1
+    assert ids == [1, 2, 3, 4, 5]
+
+
+async def test_next_link_to_another_host_is_never_requested():
+    with aioresponses() as m:
+        m.get(f"{URL}?per_page=2", payload=[{"id": 1}, {"id": 2}],
+              headers={"Link": '<https://evil.test/api/v1/sections/5/users?page=2>; rel="next"'}, repeat=True)
+        with pytest.raises(PaginationError, match="another host"):
+            await walk()
+        assert all(url.host != "evil.test" for _, url in m.requests)
