@@ -257,3 +257,16 @@ async def test_timestamps_are_utc_whole_seconds(sim: Simulator, http) -> None:
     got = await get(http, f"{sim.base_url}/api/v1/sections/{f.S_LAB_B}")
     assert got.json["created_at"] == "2026-01-01T00:00:00Z".replace("00:00:00", "00:03:20")
     assert got.json["start_at"] == "2026-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("token", ["admin", "nosis"])
+@pytest.mark.parametrize("includes", [set(), {"avatar_url"}, {"sis_user_id", "email", "avatar_url"}])
+def test_fast_user_json_matches_user_json(inst: Institution, token: str, includes: set[str]) -> None:
+    from exporter.sim.auth import ADMIN, NOSIS
+    from exporter.sim.endpoints import users_json_fast
+    from exporter.sim.views import user_json
+
+    perms = ADMIN if token == "admin" else NOSIS
+    roster = inst.section_roster(f.S_LAB_A)
+    assert users_json_fast(roster, perms, includes) == [
+        user_json(r.user, perms, includes, hidden=r.personal_hidden) for r in roster]

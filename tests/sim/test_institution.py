@@ -35,8 +35,8 @@ def test_default_size(default: Institution) -> None:
 
 
 def test_rows_scale_linearly() -> None:
-    small = Institution.generate(seed=2, courses=100).counts().section_users
-    large = Institution.generate(seed=2, courses=400).counts().section_users
+    small = Institution.generate(seed=2, courses=50).counts().section_users
+    large = Institution.generate(seed=2, courses=200).counts().section_users
     assert 3.3 < large / small < 4.7
 
 
