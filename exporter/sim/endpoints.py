@@ -127,13 +127,13 @@ def account_courses(inst: Institution, call: Call, account_ref: str) -> Reply:
         wanted = DEFAULT_COURSE_STATES
     courses: list[Course] = inst.account_courses(account.id, wanted)
     published = call.params.get("published")
-    if _present(published):
-        want_published = truthy(published)
-        courses = [c for c in courses if (c.workflow_state in ("available", "completed")) == want_published]
     term = _search_term(call.params)
-    if term is not None:
-        courses = [c for c in courses if casefold_contains(c.name, term) or casefold_contains(c.course_code, term)
-                   or term == str(c.id) or (call.perms.read_sis and casefold_contains(c.sis_course_id, term))]
+    if _present(published) or term is not None:
+        want_published = truthy(published) if _present(published) else None
+        read_sis = call.perms.read_sis
+        courses = inst.cached(
+            ("account_courses_filtered", account.id, wanted, want_published, term, read_sis),
+            lambda: [c for c in courses if _course_matches(c, want_published, term, read_sis)])
     per_page = per_page_for(call.params)
     page = page_for(call.params)
     if "ui_invoked" in as_list(call.params.get("include")):
@@ -141,6 +141,13 @@ def account_courses(inst: Institution, call: Call, account_ref: str) -> Reply:
     else:
         chunk, links = unknown_total_page(courses, page, per_page)
     return Reply([course_json(inst, c, call.perms) for c in chunk], links, per_page)
+
+
+def _course_matches(c: Course, published: bool | None, term: str | None, read_sis: bool) -> bool:
+    if published is not None and (c.workflow_state in ("available", "completed")) != published:
+        return False
+    return term is None or (casefold_contains(c.name, term) or casefold_contains(c.course_code, term)
+                            or term == str(c.id) or (read_sis and casefold_contains(c.sis_course_id, term)))
 
 
 # ----- GET /api/v1/courses/:id -----

@@ -379,8 +379,8 @@ class Institution:
         section = self.sections[section_id]
         if user_id not in self.users:
             raise KeyError(user_id)
-        eid = max(self.enrollments) + 1 if self.enrollments else SHARD + 1
-        ts = max((e.updated_at for e in self.enrollments.values()), default=1_767_225_600)
+        eid = max(self.enrollments, default=SHARD) + 1
+        ts = TS_2026
         e = Enrollment(eid, user_id, section_id, section.course_id, type, state, ts, ts)
         self.enrollments[eid] = e
         self._enrollments_by_section.setdefault(section_id, []).append(e)

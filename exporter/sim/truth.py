@@ -19,7 +19,7 @@ from exporter.sim.auth import ADMIN_TOKEN, DEFAULT_TOKENS, Permissions
 from exporter.sim.endpoints import RosterFilter, filtered_roster, users_payload
 from exporter.sim.institution import DEFAULT_COURSE_STATES, Course, Institution
 from exporter.sim.refs import resolve_account, resolve_course
-from exporter.sim.views import section_json
+from exporter.sim.views import section_json, stringify_ids
 
 SECTION_COLUMNS = (
     "id", "course_id", "name", "sis_section_id", "sis_course_id", "integration_id", "sis_import_id",
@@ -144,7 +144,8 @@ def _normalize(column: str, value: Any) -> Any:
     if column == "unknown_fields":
         if isinstance(value, (str, bytes)):
             value = orjson.loads(value)
-        return value or None
+        # ids inside may be ints or strings (Accept: application/json+canvas-string-ids): compare as strings
+        return stringify_ids(value) or None
     return value
 
 

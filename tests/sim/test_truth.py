@@ -214,6 +214,14 @@ def test_compare_reports_missing_extra_duplicated_and_different(tmp_path: Path) 
     assert compare(tmp_path, "nothing-here", truth)[0].startswith("sections: no Parquet files")
 
 
+def test_compare_accepts_string_ids_inside_unknown_fields(tmp_path: Path) -> None:
+    truth = ground_truth(f.build(), AccountScope("self"))
+    users = [{**r, "unknown_fields": {"sis_import_id": str(r["unknown_fields"]["sis_import_id"])}}
+             if r["unknown_fields"] else r for r in truth.section_users]
+    write_export(tmp_path, "S3", truth, users=users)
+    assert compare(tmp_path, "S3", truth) == []
+
+
 def test_truth_write(tmp_path: Path) -> None:
     truth = ground_truth(f.build(), AccountScope("self"))
     truth.write(tmp_path / "truth")
