@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--snapshot-id", help="snapshot name (default: the run's UTC start, YYYYMMDDTHHMMSSZ)")
     crawl.add_argument("--resume", action="store_true",
                        help="continue an interrupted snapshot (the newest, or --snapshot-id's)")
+    crawl.add_argument("--checkpoint-seconds", type=float, default=30.0, metavar="S",
+                       help="make finished work durable at least this often, so --resume refetches at most "
+                            "about S seconds of work (default 30; smaller means more, smaller files)")
     crawl.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
     _add_tuning_args(crawl)
     crawl.add_argument("--allow-insecure-http", action="store_true",
@@ -199,7 +202,8 @@ def crawl_config(args: argparse.Namespace, token: Secret) -> CrawlConfig:
                               allow_insecure_http=args.allow_insecure_http)
         return CrawlConfig(client=client, scope=scope, out=_out(args), snapshot_id=args.snapshot_id,
                            resume=args.resume, section_includes=_includes(args.include),
-                           user_includes=_includes(args.user_include))
+                           user_includes=_includes(args.user_include),
+                           checkpoint_seconds=args.checkpoint_seconds)
     except (RefError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
 

@@ -104,8 +104,11 @@ class CrawlConfig:
     resume: bool = False
     section_includes: tuple[str, ...] = DEFAULT_SECTION_INCLUDES
     user_includes: tuple[str, ...] = DEFAULT_USER_INCLUDES
+    checkpoint_seconds: float = 30.0  # how much work an interrupted run may have to fetch again
 
     def __post_init__(self) -> None:
+        if self.checkpoint_seconds < 0:
+            raise ConfigError(f"--checkpoint-seconds must not be negative, got {self.checkpoint_seconds}")
         if self.snapshot_id is not None and not SNAPSHOT_ID.match(self.snapshot_id):
             raise ConfigError(
                 f"--snapshot-id {self.snapshot_id!r} must be 1-64 letters, digits, '.', '_' or '-'"

@@ -75,6 +75,7 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
         snapshot_id = snapshot.snapshot_id
     else:
         snapshot = Snapshot(config.out, snapshot_id, TABLES)
+    snapshot.checkpoint_seconds = config.checkpoint_seconds
 
     if config.resume and snapshot.has_staging() and snapshot.pending_commit():
         snapshot.finish_commit()  # the earlier run died while committing: finish it

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import threading
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from exporter.cli import main
-from exporter.sim import ADMIN_TOKEN, Institution, SimOptions, Simulator
+from exporter.sim import ADMIN_TOKEN, Institution
+from tests.simthread import threaded_simulator
 
 
 @pytest.fixture(scope="module")
 def sim():
-    """A simulator serving from a background thread, so the CLI can run its own event loop here."""
-    inst = Institution.generate(seed=11, courses=8, large_sections=0)
-    options = SimOptions()
-    ready = threading.Event()
-    holder: dict = {}
-
-    def serve() -> None:
-        async def run() -> None:
-            async with Simulator(inst, options) as s:
-                holder["sim"], holder["stop"] = s, asyncio.Event()
-                holder["loop"] = asyncio.get_running_loop()
-                ready.set()
-                await holder["stop"].wait()
-
-        asyncio.run(run())
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    ready.wait(30)
-    yield holder["sim"]
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+    with threaded_simulator(Institution.generate(seed=11, courses=8, large_sections=0)) as s:
+        yield s
 
 
 @pytest.fixture

@@ -19,6 +19,8 @@ On a local filesystem each table's snapshot directory appears with one rename.
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,6 +35,13 @@ from exporter.rows import Table
 
 ROW_GROUP_ROWS = 64 * 1024
 FILE_ROWS = 1024 * 1024
+CHECKPOINT_SECONDS = 30.0  # a part file open longer than this is closed (journaled) at the next unit
+
+
+def failpoint(name: str) -> None:
+    """Crash here, as SIGKILL would, when CANVAS_EXPORT_FAILPOINT names this point (crash-safety tests)."""
+    if os.environ.get("CANVAS_EXPORT_FAILPOINT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class SnapshotError(Exception):
@@ -85,6 +94,7 @@ class _TableWriter:
         self._pending_rows = 0
         self._file_rows = 0
         self._units: list[Any] = []
+        self._opened = time.monotonic()
         self._writer: pq.ParquetWriter | None = None
         self._sink: Any = None
         self._tmp = ""
@@ -98,7 +108,8 @@ class _TableWriter:
         self._units.append(unit)
         if self._pending_rows >= self.snapshot.row_group_rows:
             self._flush()
-        if self._file_rows + self._pending_rows >= self.snapshot.file_rows:
+        if (self._file_rows + self._pending_rows >= self.snapshot.file_rows
+                or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds):
             self.close_file()
 
     def _open(self) -> pq.ParquetWriter:
@@ -129,14 +140,17 @@ class _TableWriter:
         self._writer.close()
         self._sink.close()
         self.snapshot.fs.move(self._tmp, self._final)
+        failpoint("part-closed")
         entry = {"table": self.table.name, "file": self._final.rsplit("/", 1)[1], "rows": self._file_rows,
                  "units": self._units}
         _write_json(self.snapshot.fs, f"{self.snapshot.staging}/journal/{self.table.name}-{self.seq:05d}-"
                     f"{self.snapshot.run_tag}.json", entry)
+        failpoint("journal-written")
         self.stats.rows += self._file_rows
         self.stats.files += 1
         self.seq += 1
         self._writer, self._units, self._file_rows = None, [], 0
+        self._opened = time.monotonic()
 
 
 @dataclass
@@ -148,6 +162,7 @@ class Snapshot:
     tables: tuple[Table, ...]
     row_group_rows: int = ROW_GROUP_ROWS
     file_rows: int = FILE_ROWS
+    checkpoint_seconds: float = CHECKPOINT_SECONDS
     fs: pafs.FileSystem = field(init=False)
     root: str = field(init=False)
 
@@ -244,6 +259,7 @@ class Snapshot:
         """Make the snapshot visible: every table's directory, then the manifest."""
         self.close_parts()
         _write_json(self.fs, f"{self.staging}/commit.json", manifest)
+        failpoint("commit-intent")
         self.finish_commit()
 
     def finish_commit(self) -> None:
@@ -253,8 +269,10 @@ class Snapshot:
             if _exists(self.fs, src) and not _exists(self.fs, dst):
                 self.fs.create_dir(f"{self.root}/{t.name}", recursive=True)
                 self.fs.move(src, dst)
+                failpoint("table-moved")
         self.fs.create_dir(f"{self.root}/_manifests", recursive=True)
         _write_json(self.fs, self.manifest_path, manifest)
+        failpoint("manifest-written")
         self.fs.delete_dir(self.staging)
 
     def pending_commit(self) -> bool:
