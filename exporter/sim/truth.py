@@ -17,7 +17,7 @@ import orjson
 
 from exporter.sim.auth import ADMIN_TOKEN, DEFAULT_TOKENS, Permissions
 from exporter.sim.endpoints import RosterFilter, filtered_roster, users_payload
-from exporter.sim.institution import DEFAULT_COURSE_STATES, Course, Institution
+from exporter.sim.institution import DEFAULT_COURSE_STATES, Course, Institution, gc_paused
 from exporter.sim.refs import resolve_account, resolve_course
 from exporter.sim.views import section_json, stringify_ids
 
@@ -70,7 +70,7 @@ class Truth:
 def _timestamp(value: str | None) -> datetime | None:
     if value is None:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(value)  # Python 3.11 reads the Z as UTC
 
 
 def section_row(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,11 +83,16 @@ def section_row(obj: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def section_user_row(section_id: int, course_id: int, obj: Mapping[str, Any]) -> dict[str, Any]:
-    row: dict[str, Any] = {"section_id": section_id, "course_id": course_id, "user_id": obj["id"]}
-    for c in SECTION_USER_COLUMNS[3:-1]:
-        row[c] = obj.get(c)
-    row["created_at"] = _timestamp(row["created_at"])
-    row["unknown_fields"] = {k: v for k, v in obj.items() if k not in _USER_KEYS} or None
+    get = obj.get
+    row: dict[str, Any] = {
+        "section_id": section_id, "course_id": course_id, "user_id": obj["id"], "name": get("name"),
+        "sortable_name": get("sortable_name"), "short_name": get("short_name"), "sis_user_id": get("sis_user_id"),
+        "integration_id": get("integration_id"), "login_id": get("login_id"), "email": get("email"),
+        "avatar_url": get("avatar_url"), "pronouns": get("pronouns"), "created_at": _timestamp(get("created_at")),
+        "unknown_fields": None,
+    }
+    if len(obj) > len(_USER_KEYS) or not _USER_KEYS.issuperset(obj):
+        row["unknown_fields"] = {k: v for k, v in obj.items() if k not in _USER_KEYS} or None
     return row
 
 
@@ -119,6 +124,12 @@ def ground_truth(
     perms = tokens[token]
     s_includes = frozenset(section_includes)
     u_includes = set(user_includes) | {"sis_user_id", "email"}
+    with gc_paused():
+        return _walk(institution, scope, perms, s_includes, u_includes, forbidden_courses)
+
+
+def _walk(institution: Institution, scope: AccountScope | CourseScope, perms: Permissions,
+          s_includes: frozenset[str], u_includes: set[str], forbidden_courses: Collection[int]) -> Truth:
     keep_test_students = "test_student" in u_includes
     everyone = RosterFilter(None, False, None, perms)
     truth = Truth()
