@@ -53,8 +53,10 @@ def path_of(url: str) -> str:
 def canonical(url: str) -> tuple[str, ...]:
     """A URL's identity for cycle detection: the same page however its query is spelled or ordered."""
     parts = urlsplit(url)
-    pairs = sorted(parse_qsl(parts.query, keep_blank_values=True))
-    return (parts.path, *(f"{k}={v}" for k, v in pairs))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if not any(k == "page" for k, _ in pairs):
+        pairs.append(("page", "1"))  # a list's first URL names no page: it is page 1
+    return (parts.path, *sorted(f"{k}={v}" for k, v in pairs))
 
 
 @dataclass

@@ -88,3 +88,9 @@ def test_ahead_ramps_up_when_length_is_unknown():
 @pytest.mark.parametrize("url", [f"{BASE}?page=bookmark:abc", f"{BASE}?cursor=2"])
 def test_no_ahead_for_opaque_pages(url):
     assert pages_ahead(url, last_page=9, expected_items=None, per_page=10, round_no=5) == []
+
+
+def test_first_url_without_page_is_page_one():
+    w = LinkWalk(f"{BASE}?per_page=10&include%5B%5D=x", origin(BASE))
+    with pytest.raises(PaginationError, match="repeats"):
+        w.next_url({"next": f"{BASE}?include[]=x&page=1&per_page=10"}, 10, BASE)
