@@ -209,8 +209,13 @@ class Simulator:
                 self.stats.throttled += 1
                 answer = self._throttled(opts, ruby_float(bucket.remaining))
                 return await self._send(request, answer, NO_FAULTS)
-        await self._wait(opts.latency_ms / 1000)
-        answer = self._answer(request, raw_path, params, token)
+        try:
+            await self._wait(opts.latency_ms / 1000)
+            answer = self._answer(request, raw_path, params, token)
+        except BaseException:
+            if bucket is not None:  # a cancelled or failed request still hands back its up-front cost
+                bucket.settle(0.0)
+            raise
         if bucket is not None:
             cost = opts.request_cost(answer.kind, answer.items) if callable(opts.request_cost) else opts.request_cost
             bucket.settle(cost)
