@@ -32,6 +32,7 @@ from exporter.config import (
     CrawlConfig,
     Scope,
     Secret,
+    Timeouts,
 )
 from exporter.crawl import Progress
 from exporter.export import ExportResult, export
@@ -119,6 +120,8 @@ def _add_tuning_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=32, help="most requests in flight (default 32)")
     p.add_argument("--max-rps", type=float, default=None, help="hard cap on requests per second")
     p.add_argument("--per-page", type=int, default=100, help="page size asked of Canvas, 1-100 (default 100)")
+    p.add_argument("--timeout", type=float, default=60.0, metavar="S",
+                   help="abandon (and retry) an attempt after S seconds without data (default 60)")
     p.add_argument("--include", default=",".join(DEFAULT_SECTION_INCLUDES), metavar="LIST",
                    help="include[] values for the sections list, comma-separated, or 'none' "
                         f"(default {','.join(DEFAULT_SECTION_INCLUDES)})")
@@ -198,7 +201,7 @@ def crawl_config(args: argparse.Namespace, token: Secret) -> CrawlConfig:
         refs = tuple(dict.fromkeys(course_ref(t) for t in texts))
         scope = Scope(courses=refs) if refs else Scope(account=account_ref(args.account))
         client = ClientConfig(base_url=args.base_url, token=token, concurrency=args.concurrency,
-                              max_rps=args.max_rps, per_page=args.per_page,
+                              max_rps=args.max_rps, per_page=args.per_page, timeouts=_timeouts(args.timeout),
                               allow_insecure_http=args.allow_insecure_http)
         return CrawlConfig(client=client, scope=scope, out=_out(args), snapshot_id=args.snapshot_id,
                            resume=args.resume, section_includes=_includes(args.include),
@@ -206,6 +209,12 @@ def crawl_config(args: argparse.Namespace, token: Secret) -> CrawlConfig:
                            checkpoint_seconds=args.checkpoint_seconds)
     except (RefError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
+
+
+def _timeouts(seconds: float) -> Timeouts:
+    if seconds <= 0:
+        raise UsageError(f"--timeout must be positive, got {seconds}")
+    return Timeouts(connect=min(10.0, seconds), read=seconds, total=max(120.0, 2 * seconds))
 
 
 def _out(args: argparse.Namespace, default: str = "canvas-export") -> str:

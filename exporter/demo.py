@@ -13,7 +13,7 @@ from exporter.config import ClientConfig, CrawlConfig, Scope, Secret
 
 
 def run_demo(args: argparse.Namespace, out: str, show_progress: bool) -> int:
-    from exporter.cli import EXIT_OK, EXIT_PARTIAL, _includes, _run_export, summary
+    from exporter.cli import EXIT_OK, EXIT_PARTIAL, _includes, _run_export, _timeouts, summary
     from exporter.sim import ADMIN_TOKEN, AccountScope, Institution, SimOptions, Simulator, compare, ground_truth
 
     print(f"Generating a simulated institution (seed {args.seed}, {args.courses} courses)...", flush=True)
@@ -25,7 +25,7 @@ def run_demo(args: argparse.Namespace, out: str, show_progress: bool) -> int:
             print(f"Simulated Canvas at {sim.base_url}; exporting every course of the root account to {out}",
                   flush=True)
             client = ClientConfig(base_url=sim.base_url, token=Secret(ADMIN_TOKEN), concurrency=args.concurrency,
-                                  max_rps=args.max_rps, per_page=args.per_page)
+                                  max_rps=args.max_rps, per_page=args.per_page, timeouts=_timeouts(args.timeout))
             config = CrawlConfig(client=client, scope=Scope(account=account_ref("self")), out=out,
                                  section_includes=section_includes, user_includes=user_includes)
             return await _run_export(config, show_progress)
