@@ -241,7 +241,8 @@ class Crawler:
         async with units:
             async for unit in units:
                 try:
-                    await anyio.to_thread.run_sync(self.snapshot.add, unit.table, unit.key, unit.batches)
+                    if self.snapshot.add(unit.table, unit.key, unit.batches):
+                        await anyio.to_thread.run_sync(self.snapshot.settle, unit.table)
                 except OSError as exc:
                     raise RunAborted(f"cannot write the snapshot to {self.snapshot.root}: {exc}") from exc
                 self.progress.rows[unit.table.name] += unit.rows

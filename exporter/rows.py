@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,7 +24,7 @@ TIMESTAMP = pa.timestamp("us", tz="UTC")
 UNKNOWN_FIELDS = "unknown_fields"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Table:
     """One output table: its schema, its key, and where each column comes from."""
 
@@ -36,6 +37,12 @@ class Table:
     @property
     def known_json_keys(self) -> frozenset[str]:
         return frozenset(self.json_keys.values())
+
+    @cached_property
+    def raw_struct(self) -> pa.StructType:
+        """The JSON objects as Arrow reads them: JSON key names, timestamps still text."""
+        return pa.struct([pa.field(self.json_keys[f.name], pa.string() if f.type == TIMESTAMP else f.type)
+                          for f in self.schema if f.name in self.json_keys])
 
 
 def _schema(*fields: tuple[str, pa.DataType], nonnull: tuple[str, ...]) -> pa.Schema:
@@ -85,10 +92,17 @@ def to_batch(table: Table, items: Sequence[dict[str, Any]], path: str,
              context: Mapping[str, int] | None = None) -> pa.RecordBatch:
     """Normalize one page of Canvas JSON objects into a record batch of `table`'s schema.
 
-    Raises BadResponse naming the page's path, the item and the field when a value cannot be typed.
+    The fast path converts the whole page in one columnar step (Arrow reads the dicts as a struct: missing
+    keys become null, timestamps are cast from their ISO text). If any value does not fit its declared type
+    there, the page takes the slow path, which converts what can be converted exactly (ids sent as strings,
+    timestamps without an offset) and raises BadResponse naming the path, item and field of what cannot.
     """
     context = context or {}
     n = len(items)
+    try:
+        parsed = pa.array(items, type=table.raw_struct)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+        parsed = None
     arrays: list[pa.Array] = []
     for field in table.schema:
         name = field.name
@@ -97,9 +111,25 @@ def to_batch(table: Table, items: Sequence[dict[str, Any]], path: str,
         elif name in table.context:
             arrays.append(pa.array([context[name]] * n, pa.int64()))
         else:
-            values = [item.get(table.json_keys[name]) for item in items]
-            arrays.append(_column(values, field.type, name, path, items, table))
+            column = _fast_column(parsed, table, field) if parsed is not None else None
+            if column is None:
+                values = [item.get(table.json_keys[name]) for item in items]
+                column = _column(values, field.type, name, path, items, table)
+            arrays.append(column)
     return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+
+
+def _fast_column(parsed: pa.StructArray, table: Table, field: pa.Field) -> pa.Array | None:
+    """The column from the struct-parsed page, or None when the slow path must decide."""
+    raw = parsed.field(table.json_keys[field.name])
+    if not field.nullable and raw.null_count:
+        return None
+    if field.type == TIMESTAMP:
+        try:
+            return raw.cast(TIMESTAMP)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return raw
 
 
 def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Sequence[dict[str, Any]],
@@ -179,13 +209,18 @@ _CONVERTERS = {
 
 
 def _unknown_fields(table: Table, items: Sequence[dict[str, Any]]) -> pa.Array:
-    known = table.known_json_keys
-    if not set().union(*items) - known:
+    extra_keys = sorted(set().union(*items) - table.known_json_keys)
+    if not extra_keys:
         return pa.nulls(len(items), pa.string())
-    out: list[str | None] = []
+    dumps = orjson.dumps
+    if len(extra_keys) == 1:  # the common case (e.g. sis_import_id for admins): no dict per row
+        key = extra_keys[0]
+        head = b"{" + dumps(key) + b":"
+        return pa.array([head + dumps(item[key]) + b"}" if key in item else None for item in items], pa.string())
+    out: list[bytes | None] = []
     for item in items:
-        extra = {k: v for k, v in item.items() if k not in known}
-        out.append(orjson.dumps(extra, option=orjson.OPT_SORT_KEYS).decode() if extra else None)
+        extra = {k: item[k] for k in extra_keys if k in item}
+        out.append(dumps(extra) if extra else None)  # keys already sorted
     return pa.array(out, pa.string())
 
 

@@ -108,7 +108,11 @@ class CanvasClient:
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read),
-            headers={"Accept": "application/json", "User-Agent": f"canvas-export/{__version__}"},
+            # The token rides on every request of this session. That is safe because the session only ever
+            # talks to the base URL's origin: get_page refuses other origins and redirects are not followed
+            # automatically (see _redirect).
+            headers={"Accept": "application/json", "User-Agent": f"canvas-export/{__version__}",
+                     "Authorization": f"Bearer {self._token}"},
             json_serialize=lambda o: orjson.dumps(o).decode(),
             auto_decompress=True,
             trust_env=False,
@@ -172,10 +176,7 @@ class CanvasClient:
             for _ in range(_MAX_REDIRECTS + 1):
                 self.stats.requests += 1
                 try:
-                    async with self._session.get(
-                        target, params=params, allow_redirects=False,
-                        headers={"Authorization": f"Bearer {self._token}"},
-                    ) as resp:
+                    async with self._session.get(target, params=params, allow_redirects=False) as resp:
                         if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                             target = self._redirect(target, resp)
                             params = None  # the Location carries the query
@@ -212,6 +213,8 @@ class CanvasClient:
         if resp.content_length is not None and resp.content_length > cap:
             raise BadResponse(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit",
                               path=path_of(url), status=resp.status)
+        if resp.content_length is not None:
+            return await resp.read()  # aiohttp reads exactly Content-Length bytes, or raises
         chunks: list[bytes] = []
         total = 0
         async for chunk in resp.content.iter_any():

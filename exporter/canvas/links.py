@@ -33,7 +33,8 @@ def parse_link_header(values: str | list[str] | None, base_url: str = "") -> dic
         for rel_match in _REL.finditer(match.group(2)):
             rels = (rel_match.group(1) or rel_match.group(2) or "").split()
             for rel in rels:
-                links.setdefault(rel.lower(), urljoin(base_url, url) if base_url else url)
+                absolute = url.startswith(("https://", "http://")) or not base_url
+                links.setdefault(rel.lower(), url if absolute else urljoin(base_url, url))
     return links
 
 

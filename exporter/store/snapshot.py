@@ -100,16 +100,24 @@ class _TableWriter:
         self._tmp = ""
         self._final = ""
 
-    def add(self, unit: Any, batches: list[pa.RecordBatch]) -> None:
+    def add(self, unit: Any, batches: list[pa.RecordBatch]) -> bool:
+        """Buffer a unit's rows (cheap). True when `settle` has file work to do."""
         for batch in batches:
             if batch.num_rows:
                 self._pending.append(batch)
                 self._pending_rows += batch.num_rows
         self._units.append(unit)
+        return self._pending_rows >= self.snapshot.row_group_rows or self._file_due()
+
+    def _file_due(self) -> bool:
+        return (self._file_rows + self._pending_rows >= self.snapshot.file_rows
+                or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds)
+
+    def settle(self) -> None:
+        """Write a row group and close the file when due (slow: run it off the event loop)."""
         if self._pending_rows >= self.snapshot.row_group_rows:
             self._flush()
-        if (self._file_rows + self._pending_rows >= self.snapshot.file_rows
-                or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds):
+        if self._file_due():
             self.close_file()
 
     def _open(self) -> pq.ParquetWriter:
@@ -234,8 +242,12 @@ class Snapshot:
                     self.fs.delete_file(info.path)
         self.journal = entries
 
-    def add(self, table: Table, unit: Any, batches: list[pa.RecordBatch]) -> None:
-        self._writers[table.name].add(unit, batches)
+    def add(self, table: Table, unit: Any, batches: list[pa.RecordBatch]) -> bool:
+        """Buffer a unit's rows; True when `settle(table)` should run (in a worker thread)."""
+        return self._writers[table.name].add(unit, batches)
+
+    def settle(self, table: Table) -> None:
+        self._writers[table.name].settle()
 
     def stats(self) -> dict[str, TableStats]:
         out = {}

@@ -16,6 +16,11 @@ def user_batch(section, users):
                      {"section_id": section, "course_id": 1})]
 
 
+def _add(snap, table, unit, batches):
+    if snap.add(table, unit, batches):
+        snap.settle(table)
+
+
 def visible_rows(out, table):
     path = os.path.join(out, table)
     if not os.path.exists(path):
@@ -27,9 +32,9 @@ def test_nothing_visible_until_commit(tmp_path):
     out = str(tmp_path)
     snap = Snapshot(out, "S1", TABLES, row_group_rows=2, file_rows=3)
     snap.open({"scope": {}}, resume=False)
-    snap.add(SECTIONS, {"course": "1", "sections": [[1, 1], [2, 1]]}, section_batch([1, 2]))
-    snap.add(SECTIONS, {"course": "2", "sections": [[3, 1]]}, section_batch([3]))  # rotates: 3 rows
-    snap.add(SECTION_USERS, 1, user_batch(1, [10, 11]))
+    _add(snap, SECTIONS, {"course": "1", "sections": [[1, 1], [2, 1]]}, section_batch([1, 2]))
+    _add(snap, SECTIONS, {"course": "2", "sections": [[3, 1]]}, section_batch([3]))  # rotates: 3 rows
+    _add(snap, SECTION_USERS, 1, user_batch(1, [10, 11]))
     assert visible_rows(out, "sections") == [] and visible_rows(out, "section_users") == []
     snap.commit({"status": "complete"})
     assert sorted(r["id"] for r in visible_rows(out, "sections")) == [1, 2, 3]
@@ -51,8 +56,8 @@ def test_crash_keeps_only_journaled_units(tmp_path):
     out = str(tmp_path)
     first = Snapshot(out, "S1", TABLES, file_rows=2)
     first.open({"scope": {"a": 1}}, resume=False)
-    first.add(SECTION_USERS, 1, user_batch(1, [10, 11]))  # file closes at 2 rows: journaled
-    first.add(SECTION_USERS, 2, user_batch(2, [12]))  # still in an open temporary file
+    _add(first, SECTION_USERS, 1, user_batch(1, [10, 11]))  # file closes at 2 rows: journaled
+    _add(first, SECTION_USERS, 2, user_batch(2, [12]))  # still in an open temporary file
     # -- the process dies here: nothing is closed --
     again = Snapshot(out, "S1", TABLES, file_rows=2)
     with pytest.raises(SnapshotError, match="--resume"):
@@ -60,7 +65,7 @@ def test_crash_keeps_only_journaled_units(tmp_path):
     earlier = again.open({"scope": {"a": 1}}, resume=True)
     assert earlier == {"scope": {"a": 1}}
     assert [u for e in again.journal for u in e["units"]] == [1]
-    again.add(SECTION_USERS, 2, user_batch(2, [12]))
+    _add(again, SECTION_USERS, 2, user_batch(2, [12]))
     again.commit({"status": "complete"})
     assert sorted(r["user_id"] for r in visible_rows(out, "section_users")) == [10, 11, 12]
 
@@ -76,7 +81,7 @@ def test_committed_snapshot_is_never_overwritten(tmp_path):
 def test_interrupted_commit_is_finished_on_resume(tmp_path):
     snap = Snapshot(str(tmp_path), "S1", TABLES)
     snap.open({}, resume=False)
-    snap.add(SECTIONS, {"course": "1", "sections": [[1, 1]]}, section_batch([1]))
+    _add(snap, SECTIONS, {"course": "1", "sections": [[1, 1]]}, section_batch([1]))
     snap.close_parts()
     from exporter.store.snapshot import _write_json
     _write_json(snap.fs, f"{snap.staging}/commit.json", {"status": "complete"})
