@@ -1,0 +1,454 @@
+"""Whole crawls through a hostile proxy: one course's sections list or one section's users list is broken
+or malicious, and every case has a defined outcome.
+
+For a failure: the run finishes, the snapshot is committed with status "partial", the manifest lists the
+one item with its URL path and a reason that says what was wrong, and everything else equals the ground
+truth. A row repeated across pages is not a failure: it is kept once and counted in "duplicates_dropped".
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import tracemalloc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow.dataset as ds
+import pytest
+from aiohttp import web
+from yarl import URL
+
+from exporter.canvas.refs import account_ref, course_ref
+from exporter.config import ClientConfig, CrawlConfig, RetryPolicy, Scope, Secret
+from exporter.export import ExportResult, export
+from exporter.sim import (
+    ADMIN_TOKEN,
+    AccountScope,
+    CourseScope,
+    Institution,
+    SimOptions,
+    Simulator,
+    Truth,
+    compare,
+    ground_truth,
+)
+from tests.hostile import Bystander, HostileProxy, Streamed, Upstream, link_header, stream_json_list
+
+FAST_RETRY = RetryPolicy(base_delay=0.001, throttle_delay=0.01, max_delay=0.05)
+PER_PAGE = 20
+
+
+# -- the institution and the two victims -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def inst() -> Institution:
+    return Institution.generate(seed=3, courses=4, large_sections=0)
+
+
+def victim_course(inst: Institution) -> int:
+    """A course with several sections (so a per_page of 2 gives it several pages)."""
+    return max(inst.account_courses(inst.root_account_id), key=lambda c: len(inst.course_sections(c.id))).id
+
+
+def victim_section(inst: Institution) -> int:
+    """A section of another course whose roster takes several pages of PER_PAGE."""
+    other = [s for c in inst.account_courses(inst.root_account_id) if c.id != victim_course(inst)
+             for s in inst.course_sections(c.id)]
+    return max(other, key=lambda s: len(inst.section_roster(s.id))).id
+
+
+def target(inst: Institution, kind: str) -> tuple[str, str, str]:
+    """(rule pattern, manifest item, path prefix) of the victim list of this kind."""
+    if kind == "sections":
+        c = victim_course(inst)
+        return rf"^/api/v1/courses/{c}/sections$", f"course {c}", f"/api/v1/courses/{c}/sections"
+    s = victim_section(inst)
+    return rf"^/api/v1/sections/{s}/users$", f"section {s}", f"/api/v1/sections/{s}/users"
+
+
+def truth_without(inst: Institution, kind: str) -> Truth:
+    """The ground truth of `--account self` minus what the broken list holds."""
+    if kind == "sections":  # the course's sections, and so their rosters, are missing
+        return ground_truth(inst, AccountScope("self"), forbidden_courses={victim_course(inst)})
+    truth = ground_truth(inst, AccountScope("self"))
+    s = victim_section(inst)
+    truth.section_users = [r for r in truth.section_users if r["section_id"] != s]
+    assert any(r["id"] == s for r in truth.sections)  # the section itself is still exported
+    return truth
+
+
+# -- running a crawl through the proxy ---------------------------------------------------------------------
+@asynccontextmanager
+async def proxied(inst: Institution, rules: dict | None = None) -> AsyncIterator[tuple[Simulator, HostileProxy]]:
+    async with Simulator(inst, SimOptions()) as sim, HostileProxy(sim.base_url, rules) as proxy:
+        yield sim, proxy
+
+
+def crawl_config(proxy: HostileProxy, out: Path, *, scope: Scope | None = None, per_page: int = PER_PAGE,
+                 **client: Any) -> CrawlConfig:
+    cfg = ClientConfig(base_url=proxy.base_url, token=Secret(ADMIN_TOKEN), per_page=per_page, concurrency=8,
+                       retry=FAST_RETRY, **client)
+    return CrawlConfig(client=cfg, scope=scope or Scope(account=account_ref("self")), out=str(out))
+
+
+def manifest(out: Path, result: ExportResult) -> dict:
+    return orjson.loads((out / "_manifests" / f"{result.snapshot_id}.json").read_bytes())
+
+
+def one_failure(out: Path, result: ExportResult, item: str, path: str, *also: str) -> dict:
+    """The manifest says partial and lists exactly this item, with its URL path (or one of `also`)."""
+    paths = (path, *also)
+    m = manifest(out, result)
+    assert result.status == "partial" and m["status"] == "partial"
+    assert len(m["failures"]) == 1, m["failures"]
+    [failure] = m["failures"]
+    assert failure["item"] == item
+    assert failure["path"].startswith(paths), failure
+    assert set(failure) >= {"kind", "item", "path", "status", "reason"}
+    return failure
+
+
+def first_page_query(request: web.BaseRequest) -> str:
+    return str(URL(request.raw_path, encoded=True).update_query(page="1"))
+
+
+async def first_page(proxy: HostileProxy, request: web.BaseRequest) -> list:
+    return (await proxy.fetch(first_page_query(request), request.headers)).json()
+
+
+# -- broken bodies ------------------------------------------------------------------------------------------
+def invalid_json(request: web.BaseRequest, up: Upstream) -> web.Response:
+    return up.response(body=up.body[: len(up.body) // 2])  # a whole, honest answer that is half a document
+
+
+def html_200(request: web.BaseRequest, up: Upstream) -> web.Response:
+    page = b"<!DOCTYPE html><html><head><title>Maintenance</title></head><body>Back soon</body></html>"
+    return up.response(body=page, headers={"Content-Type": "text/html; charset=utf-8"})
+
+
+def object_not_list(request: web.BaseRequest, up: Upstream) -> web.Response:
+    return up.response(json={"items": up.json(), "page": 1})
+
+
+def with_item(change):  # noqa: ANN001, ANN201
+    def rule(request: web.BaseRequest, up: Upstream) -> web.Response:
+        items = up.json()
+        if items:
+            change(items[len(items) // 2])
+        return up.response(json=items)
+
+    return rule
+
+
+BROKEN = {
+    # case: (rule, expected kind, reason pattern)
+    "invalid_json": (invalid_json, "bad_response", r"not valid JSON"),
+    "html_200": (html_200, "bad_response", r"not valid JSON.*text/html.*<!DOCTYPE html>"),
+    "object_not_list": (object_not_list, "bad_response", r"expected a JSON list, got a JSON dict"),
+    "id_is_text": (with_item(lambda i: i.update(id="abc")), "bad_response", r"field 'id' is \"abc\": not an integer"),
+    "created_at_is_number": (with_item(lambda i: i.update(created_at=5)), "bad_response",
+                             r"field 'created_at' is 5: not an ISO 8601 timestamp"),
+    "created_at_is_not_a_date": (with_item(lambda i: i.update(created_at="last tuesday")), "bad_response",
+                                 r"field 'created_at' is \"last tuesday\""),
+    "id_is_fractional": (with_item(lambda i: i.update(id=1.5)), "bad_response", r"field 'id' is 1.5"),
+    "id_beyond_int64": (with_item(lambda i: i.update(id=2**63)), "bad_response", r"field 'id'.*int64"),
+    "missing_id": (with_item(lambda i: i.pop("id")), "bad_response", r"item \d+ has no 'id'"),
+}
+
+
+FRACTIONAL_ID_BUG = pytest.mark.xfail(
+    strict=True, reason="BUG: rows._column's fast path pa.array(values, pa.int64()) truncates a JSON number "
+                        "1.5 to 1 without an error, so a fractional id becomes another row's id (the slow "
+                        "path's _to_int, which refuses it, never runs)")
+
+
+@pytest.mark.parametrize("kind", ["sections", "users"])
+@pytest.mark.parametrize("case", [pytest.param(c, marks=FRACTIONAL_ID_BUG) if c == "id_is_fractional" else c
+                                  for c in BROKEN])
+async def test_broken_list_is_recorded_and_the_rest_exported(inst, tmp_path, kind, case):
+    rule, failure_kind, reason = BROKEN[case]
+    pattern, item, path = target(inst, kind)
+    async with proxied(inst, {pattern: rule}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert proxy.hits[pattern] >= 1
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == failure_kind
+    assert re.search(reason, failure["reason"]), failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a 200 page whose field cannot be typed is recorded with status "
+                                       "null; rows.to_batch raises BadResponse without the HTTP status")
+async def test_a_field_of_the_wrong_type_is_recorded_with_its_http_status(inst, tmp_path):
+    pattern, item, path = target(inst, "users")
+    async with proxied(inst, {pattern: with_item(lambda i: i.update(id="abc"))}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert one_failure(tmp_path, result, item, path)["status"] == 200
+
+
+async def test_a_course_listing_item_without_id_is_recorded(inst, tmp_path):
+    """Not one of the two list kinds, but the same rule: the account's course listing names a course with no
+    id; that entry is recorded and every other course exported."""
+    dropped = inst.account_courses(inst.root_account_id)[0].id
+
+    def rule(request: web.BaseRequest, up: Upstream) -> web.Response:
+        items = up.json()
+        for c in items:
+            if c["id"] == dropped:
+                c.pop("id")
+        return up.response(json=items)
+
+    async with proxied(inst, {r"^/api/v1/accounts/self/courses$": rule}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    m = manifest(tmp_path, result)
+    assert m["status"] == "partial"
+    [failure] = m["failures"]
+    assert failure["path"].startswith("/api/v1/accounts/self/courses") and "no id" in failure["reason"]
+    truth = ground_truth(inst, AccountScope("self"), forbidden_courses={dropped})
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+
+
+# -- a row repeated across pages -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sections", "users"])
+async def test_row_repeated_across_pages_is_kept_once_and_counted(inst, tmp_path, kind):
+    """Page 2 starts with the last row of page 1 (a list that shifted while it was paged): not a failure."""
+    pattern, _, _ = target(inst, kind)
+    per_page = 2 if kind == "sections" else PER_PAGE
+
+    async def repeat_on_page_2(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if request.rel_url.query.get("page") != "2":
+            return up.response()
+        return up.response(json=[(await first_page(proxy, request))[-1], *up.json()])
+
+    async with proxied(inst, {pattern: repeat_on_page_2}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=per_page))
+    assert any("page=2" in s.path_qs for s in proxy.requests_to(pattern))
+    m = manifest(tmp_path, result)
+    assert m["status"] == "complete" and m["failures"] == []
+    assert m["duplicates_dropped"] == 1
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+# -- lists that never end --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["sections", "users"])
+async def test_next_links_that_cycle_are_an_error_not_a_loop(inst, tmp_path, kind):
+    """Every page has rows, and `next` goes 1 -> 2 -> 3 -> 1 -> ...: the list would never end."""
+    pattern, item, path = target(inst, kind)
+
+    async def cycle(request: web.BaseRequest, up: Upstream) -> web.Response:
+        page = int(request.rel_url.query.get("page", "1"))
+        nxt = URL(proxy.url(request.raw_path), encoded=True).update_query(page=str(page % 3 + 1))
+        return up.response(json=await first_page(proxy, request), headers={"Link": link_header(next=str(nxt))})
+
+    async with proxied(inst, {pattern: cycle}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination" and "repeats an earlier page" in failure["reason"]
+    assert proxy.hits[pattern] < 20  # refused after a few pages and a couple of re-fetches
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
+ENDLESS_CUTOFF = 150
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a next chain of ever-new URLs whose pages only repeat rows already "
+                                       "seen is followed without end; only a repeated URL is detected")
+@pytest.mark.parametrize("kind", ["sections", "users"])
+async def test_next_links_that_never_repeat_but_never_end(inst, tmp_path, kind):
+    """`next` is always page+1 and every page repeats the first page's rows, forever. (The proxy gives up
+    after ENDLESS_CUTOFF pages with `[]`, so the test ends either way.) The list must be called broken long
+    before that, not crawled until the server stops."""
+    pattern, item, path = target(inst, kind)
+
+    async def endless(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if proxy.hits[pattern] > ENDLESS_CUTOFF:
+            return up.response(json=[], headers={"Link": None})
+        page = int(request.rel_url.query.get("page", "1"))
+        nxt = URL(proxy.url(request.raw_path), encoded=True).update_query(page=str(page + 1))
+        return up.response(json=await first_page(proxy, request), headers={"Link": link_header(next=str(nxt))})
+
+    async with proxied(inst, {pattern: endless}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert proxy.hits[pattern] < ENDLESS_CUTOFF
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination"
+
+
+# -- other hosts: next links and redirects ----------------------------------------------------------------------
+OTHER_HOST_LINKS = {
+    "absolute": "{other}/api/v1/sections/1/users?page=2",
+    "scheme_relative": "//127.0.0.1:{other_port}/api/v1/sections/1/users?page=2",
+    "userinfo_lookalike": "http://127.0.0.1:{proxy_port}@127.0.0.1:{other_port}/api/v1/x?page=2",
+    "localhost_name": "http://localhost:{other_port}/api/v1/x?page=2",
+    "same_host_other_port_upper_case": "HTTP://127.0.0.1:{other_port}/api/v1/x?page=2",
+}
+
+
+def other_url(template: str, proxy: HostileProxy, other: Bystander) -> str:
+    return template.format(other=other.base_url, other_port=other.port, proxy_port=proxy.port)
+
+
+@pytest.mark.parametrize("kind", ["sections", "users"])
+@pytest.mark.parametrize("form", list(OTHER_HOST_LINKS))
+async def test_next_link_to_another_host_is_refused_and_never_requested(inst, tmp_path, kind, form):
+    pattern, item, path = target(inst, kind)
+    async with Bystander() as other:
+        def next_elsewhere(request: web.BaseRequest, up: Upstream) -> web.Response:
+            return up.response(headers={"Link": link_header(next=other_url(OTHER_HOST_LINKS[form], proxy, other))})
+
+        async with proxied(inst, {pattern: next_elsewhere}) as (_, proxy):
+            result = await export(crawl_config(proxy, tmp_path, per_page=2 if kind == "sections" else PER_PAGE))
+    assert other.seen == []
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination" and "another host" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
+REDIRECTS = {
+    "302_absolute": (302, "{other}/api/v1/sections/1/users"),
+    "307_absolute": (307, "{other}/api/v1/sections/1/users"),
+    "301_scheme_relative": (301, "//127.0.0.1:{other_port}/api/v1/sections/1/users"),
+    "302_via_a_same_host_hop": (302, "{proxy}/api/v1/hop"),
+}
+
+
+@pytest.mark.parametrize("kind", ["sections", "users"])
+@pytest.mark.parametrize("case", list(REDIRECTS))
+async def test_redirect_to_another_host_is_not_followed(inst, tmp_path, kind, case):
+    pattern, item, path = target(inst, kind)
+    status, location = REDIRECTS[case]
+    async with Bystander() as other:
+        def away(request: web.BaseRequest, up: Upstream) -> web.Response:
+            to = location.format(other=other.base_url, other_port=other.port, proxy=proxy.base_url)
+            return web.Response(status=status, headers={"Location": to})
+
+        def hop(request: web.BaseRequest, up: Upstream) -> web.Response:
+            return web.Response(status=302, headers={"Location": f"{other.base_url}/api/v1/sections/1/users"})
+
+        async with proxied(inst, {pattern: away, r"^/api/v1/hop$": hop}) as (_, proxy):
+            result = await export(crawl_config(proxy, tmp_path))
+    assert other.seen == []
+    # Through a same-host hop, the path recorded is the hop's (where the refused redirect was).
+    failure = one_failure(tmp_path, result, item, path, "/api/v1/hop")
+    assert failure["kind"] == "bad_pagination" and "redirected to another host" in failure["reason"]
+    assert failure["status"] in (status, 302)
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
+MALFORMED_LINKS = {
+    "port_out_of_range": "http://127.0.0.1:99999/api/v1/x?page=2",
+    "two_ports": "http://127.0.0.1:{proxy_port}:1/api/v1/x?page=2",
+    "backslash_in_authority": "http://127.0.0.1:{other_port}\\@127.0.0.1:{proxy_port}/api/v1/x?page=2",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a next link that is not a valid URL raises ValueError (urlsplit's "
+                                       "port, or yarl) out of links.origin / CanvasClient._attempt; it is not an "
+                                       "ItemFailed, so the whole run crashes and nothing is committed")
+@pytest.mark.parametrize("form", list(MALFORMED_LINKS))
+async def test_malformed_next_link_fails_only_its_list(inst, tmp_path, form):
+    pattern, item, path = target(inst, "users")
+    async with Bystander() as other:
+        def malformed(request: web.BaseRequest, up: Upstream) -> web.Response:
+            return up.response(headers={"Link": link_header(next=other_url(MALFORMED_LINKS[form], proxy, other))})
+
+        async with proxied(inst, {pattern: malformed}) as (_, proxy):
+            try:
+                result = await export(crawl_config(proxy, tmp_path))
+            finally:
+                assert other.seen == []  # whatever else happens, the token did not go there
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination"
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: a redirect whose Location is not a valid URL raises ValueError "
+                                       "(yarl) out of CanvasClient._redirect; the whole run crashes")
+async def test_malformed_redirect_location_fails_only_its_list(inst, tmp_path):
+    pattern, item, path = target(inst, "users")
+    async with Bystander() as other:
+        def malformed(request: web.BaseRequest, up: Upstream) -> web.Response:
+            return web.Response(status=302, headers={
+                "Location": f"http://127.0.0.1:{other.port}\\@127.0.0.1:{proxy.port}/api/v1/x"})
+
+        async with proxied(inst, {pattern: malformed}) as (_, proxy):
+            try:
+                result = await export(crawl_config(proxy, tmp_path))
+            finally:
+                assert other.seen == []
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] in ("bad_pagination", "bad_response")
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+
+
+# -- a body of several hundred megabytes ---------------------------------------------------------------------
+HUGE = 300 * 1024 * 1024
+DEFAULT_CAP = ClientConfig(base_url="https://x.test", token=Secret("t")).max_body_bytes
+
+
+@pytest.mark.parametrize("declare_length", [False, True], ids=["chunked", "content_length"])
+async def test_huge_body_is_refused_without_exhausting_memory(inst, tmp_path, declare_length):
+    assert DEFAULT_CAP == 64 * 1024 * 1024
+    pattern, item, path = target(inst, "users")
+    streamed = Streamed()
+
+    async def huge(request: web.BaseRequest, up: Upstream) -> web.StreamResponse:
+        return await stream_json_list(request, HUGE, stats=streamed, declare_length=declare_length)
+
+    tracemalloc.start()
+    try:
+        async with proxied(inst, {pattern: huge}) as (_, proxy):
+            started = time.monotonic()
+            result = await export(crawl_config(proxy, tmp_path))  # the default max_body_bytes
+            elapsed = time.monotonic() - started
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_response" and f"exceeds the {DEFAULT_CAP}-byte limit" in failure["reason"]
+    assert proxy.hits[pattern] == 1  # refused, not retried
+    # The exporter stopped reading near the cap: the proxy could not write the rest, and the process never
+    # held anything like the whole body.
+    assert not streamed.finished and streamed.bytes_written < HUGE // 2, streamed
+    assert peak < DEFAULT_CAP + 48 * 1024 * 1024, f"peak traced memory {peak / 2**20:.0f} MiB"
+    if declare_length:
+        assert streamed.bytes_written < 16 * 1024 * 1024  # refused from the header, before reading
+    assert elapsed < 30
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+
+
+# -- Content-Type without charset, non-ASCII text -----------------------------------------------------------
+NAMES = {"name": "Zoë Ñúñez 李", "sortable_name": "Ñúñez, Zoë", "short_name": "Zoë 李", "pronouns": "elle/iel ✓"}
+SECTION_NAME = "Übung 演習 — Ångström"
+
+
+@pytest.mark.parametrize("ctype", ["application/json", "text/plain", "application/octet-stream",
+                                   "application/json; charset=iso-8859-1"])
+async def test_content_type_without_charset_keeps_non_ascii_exact(tmp_path, ctype):
+    inst = Institution.generate(seed=3, courses=4, large_sections=0)
+    section_id = victim_section(inst)
+    user = inst.section_roster(section_id)[0].user
+    for k, v in NAMES.items():
+        setattr(user, k, v)
+    user.sort_key = ()
+    inst.sections[section_id].name = SECTION_NAME
+    inst.touch()
+
+    def retype(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return up.response(headers={"Content-Type": ctype})
+
+    course = inst.sections[section_id].course_id
+    rules = {r"^/api/v1/sections/\d+/users$": retype, r"^/api/v1/courses/\d+/sections$": retype}
+    async with proxied(inst, rules) as (_, proxy):
+        scope = Scope(courses=(course_ref(str(course)),))
+        result = await export(crawl_config(proxy, tmp_path, scope=scope))
+    assert result.status == "complete"
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, CourseScope([str(course)]))) == []
+    users = ds.dataset(tmp_path / "section_users", partitioning="hive").to_table().to_pylist()
+    [row] = [r for r in users if r["user_id"] == user.id and r["section_id"] == section_id]
+    assert {k: row[k] for k in NAMES} == NAMES
+    sections = ds.dataset(tmp_path / "sections", partitioning="hive").to_table().to_pylist()
+    assert [s["name"] for s in sections if s["id"] == section_id] == [SECTION_NAME]
