@@ -16,11 +16,17 @@ class Permissions:
     manage_sis: bool = False  # sis_import_id keys
     view_user_logins: bool = False  # login_id
     read_email_addresses: bool = False  # email
+    # Writes. manage_sis above also decides whether sis_section_id / integration_id may be set.
+    manage_sections: bool = False  # manage_sections_add/_edit/_delete: create, edit, delete a section
+    manage_courses: bool = False  # :manage on a course: cross-list into it, or back into it
+    manage_calendar: bool = False  # what include[]=permissions reports for every section
 
 
-ADMIN = Permissions(read_sis=True, manage_sis=True, view_user_logins=True, read_email_addresses=True)
-# A teacher-like token: reads rosters and emails, sees no SIS ids, no sis_import_id and no login ids.
-NOSIS = Permissions(read_email_addresses=True)
+ADMIN = Permissions(read_sis=True, manage_sis=True, view_user_logins=True, read_email_addresses=True,
+                    manage_sections=True, manage_courses=True, manage_calendar=True)
+# A teacher-like token: reads rosters and emails, sees no SIS ids, no sis_import_id and no login ids; may
+# create, edit and delete sections (SIS ids ignored or refused), but not cross-list them.
+NOSIS = Permissions(read_email_addresses=True, manage_sections=True, manage_calendar=True)
 
 DEFAULT_TOKENS: dict[str, Permissions] = {ADMIN_TOKEN: ADMIN, NOSIS_TOKEN: NOSIS}
 

@@ -1,4 +1,5 @@
-"""The six GET endpoints as plain functions: (institution, call) -> Reply, no HTTP in sight.
+"""The six GET endpoints as plain functions: (institution, call) -> Reply, no HTTP in sight (writes.py has
+the five that change sections).
 
 Each mirrors its Canvas controller action: lookup (404), permission (401/403), parameters (400), then the
 collection, paged the way that action pages it.
@@ -22,11 +23,11 @@ from exporter.sim.pagination import (
     unknown_total_page,
 )
 from exporter.sim.refs import resolve_account, resolve_course, resolve_section
-from exporter.sim.views import course_json, enrollment_json, iso, section_json, user_json
+from exporter.sim.views import STUDENTS_CAP, course_json, enrollment_json, iso, section_json, user_json
 
 NOT_FOUND_BODY = {"errors": [{"message": "The specified resource does not exist."}]}
 UNAUTHORIZED_BODY = {"status": "unauthorized", "errors": [{"message": "user not authorized to perform that action"}]}
-MIN_SEARCH_TERM_LENGTH = 2
+MIN_SEARCH_TERM_LENGTH = 2  # the docs' "at least 2 characters"; SimOptions.min_search_term_length
 ENROLLMENT_TYPE_PARAMS = {
     "student": "StudentEnrollment",
     "teacher": "TeacherEnrollment",
@@ -57,9 +58,17 @@ def not_found() -> HttpError:
 
 @dataclass(frozen=True, slots=True)
 class Call:
+    """One request as an endpoint sees it: the caller's rights, the parameters, and the server's rules.
+
+    params: for GETs the query (`k` and `k[]`); for writes Rails' merged nested parameters (forms.py)."""
+
     perms: Permissions
-    params: Params
+    params: Params | dict[str, Any]
     forbidden_courses: Collection[int] = ()
+    students_cap: int | None = STUDENTS_CAP
+    min_search_term_length: int = MIN_SEARCH_TERM_LENGTH
+    lenient_dates: bool = False
+    now: float = 0.0  # wall-clock seconds when the request arrived (created_at of a new section)
 
 
 @dataclass(slots=True)
@@ -79,13 +88,16 @@ def _present(value: str | list[str] | None) -> bool:
     return bool(value) and (not isinstance(value, str) or bool(value.strip()))
 
 
-def _search_term(params: Params) -> str | None:
-    term = params.get("search_term")
-    if not _present(term) or not isinstance(term, str):
+def _search_term(call: Call) -> str | None:
+    """SearchTermHelper.validate_search_term: blank is no search; a non-string (search_term[]=x) or a term
+    shorter than the minimum is a 400 whose message names the minimum."""
+    term = call.params.get("search_term")
+    if not _present(term):
         return None
-    if len(term) < MIN_SEARCH_TERM_LENGTH:
+    minimum = call.min_search_term_length
+    if not isinstance(term, str) or len(term) < minimum:
         raise HttpError(400, {"errors": [{"field": "search_term", "code": "invalid",
-                                          "message": f"{MIN_SEARCH_TERM_LENGTH} or more characters is required"}]})
+                                          "message": f"{max(minimum, 1)} or more characters is required"}]})
     return term
 
 
@@ -127,7 +139,7 @@ def account_courses(inst: Institution, call: Call, account_ref: str) -> Reply:
         wanted = DEFAULT_COURSE_STATES
     courses: list[Course] = inst.account_courses(account.id, wanted)
     published = call.params.get("published")
-    term = _search_term(call.params)
+    term = _search_term(call)
     if _present(published) or term is not None:
         want_published = truthy(published) if _present(published) else None
         read_sis = call.perms.read_sis
@@ -164,14 +176,15 @@ def course_sections(inst: Institution, call: Call, course_ref: str) -> Reply:
     course = _readable_course(inst, call, course_ref)
     includes = frozenset(as_list(call.params.get("include")))
     sections: list[Section] = inst.course_sections(course.id)
-    term = _search_term(call.params)
+    term = _search_term(call)
     if term is not None:
         sections = [s for s in sections if casefold_contains(s.name, term)]
+    cap = call.students_cap
     if _present(call.params.get("all")):
-        return Reply([section_json(inst, s, call.perms, includes) for s in sections])
+        return Reply([section_json(inst, s, call.perms, includes, students_cap=cap) for s in sections])
     per_page = per_page_for(call.params)
     chunk, links = known_total_page(sections, page_for(call.params), per_page)
-    return Reply([section_json(inst, s, call.perms, includes) for s in chunk], links, per_page)
+    return Reply([section_json(inst, s, call.perms, includes, students_cap=cap) for s in chunk], links, per_page)
 
 
 # ----- GET /api/v1/courses/:course_id/sections/:id and GET /api/v1/sections/:id -----
@@ -182,13 +195,13 @@ def course_section_show(inst: Institution, call: Call, course_ref: str, section_
     if section is None or section.workflow_state != "active" or section.course_id != course.id:
         raise not_found()
     includes = frozenset(as_list(call.params.get("include")))
-    return Reply(section_json(inst, section, call.perms, includes))
+    return Reply(section_json(inst, section, call.perms, includes, students_cap=call.students_cap))
 
 
 def section_show(inst: Institution, call: Call, section_ref: str) -> Reply:
     section = _readable_section(inst, call, section_ref)
     includes = frozenset(as_list(call.params.get("include")))
-    return Reply(section_json(inst, section, call.perms, includes))
+    return Reply(section_json(inst, section, call.perms, includes, students_cap=call.students_cap))
 
 
 # ----- GET /api/v1/sections/:id/users (modelled on CoursesController#users) -----
@@ -226,7 +239,7 @@ def roster_filter(call: Call) -> RosterFilter:
         if unknown:
             raise HttpError(400, {"errors": [{"message": f"Invalid enrollment type: {unknown[0]}"}]})
         types = frozenset(ENROLLMENT_TYPE_PARAMS[t] for t in raw_types)
-    return RosterFilter(types, truthy(call.params.get("exclude_inactive")), _search_term(call.params), call.perms)
+    return RosterFilter(types, truthy(call.params.get("exclude_inactive")), _search_term(call), call.perms)
 
 
 def filtered_roster(inst: Institution, section_id: int, flt: RosterFilter) -> list[RosterEntry]:

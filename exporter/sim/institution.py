@@ -3,7 +3,11 @@
 The model holds plain facts (what Canvas stores); what an endpoint returns is derived from it by the views
 below (`course_sections`, `section_roster`, ...), which are cached and dropped wholesale whenever the model
 changes. Tests that edit a dataclass field directly must call `Institution.touch()` afterwards (or
-`reindex()` when they changed an id, a SIS id, a parent, a course_id or added objects).
+`reindex()` when they changed an id, a SIS id, a parent, a course_id, a sortable name or added objects).
+
+Mutations are plain synchronous methods. The server is one asyncio thread and builds each response without
+awaiting in between, so a mutation (from a hook, a test, or a write request) lands between two responses,
+never inside one: every response is a consistent snapshot. Call them from the event loop's thread.
 
 Ids follow Canvas's sharding scheme (`shard * 10**13 + local id`): most live on shard 1, a few on shard 901
 (above 2**53, odd, so a JSON reader that parses numbers as doubles corrupts them) and a handful on shard
@@ -99,7 +103,7 @@ class Section:
     sis_import_id: int | None
     start_at: int | None
     end_at: int | None
-    restrict_enrollments_to_section_dates: bool
+    restrict_enrollments_to_section_dates: bool | None  # None: never set (a section created without it)
     created_at: int
     workflow_state: str = "active"
 
@@ -223,6 +227,8 @@ class Institution:
             self._index_sis("course", c.sis_course_id, c.integration_id, c.id)
         for s in self.sections.values():
             self._index_sis("section", s.sis_section_id, s.integration_id, s.id)
+        for u in self.users.values():
+            u.sort_key = ()
         self.touch()
 
     def _index_sis(self, kind: str, sis_id: str | None, integration_id: str | None, id_: int) -> None:
@@ -242,8 +248,14 @@ class Institution:
         """kind: account/course/section; column: sis or integration."""
         return self._sis.get((f"{kind}:{column}", value))
 
-    def enrollments_in_section(self, section_id: int) -> list[Enrollment]:
-        return self._enrollments_by_section.get(section_id, [])
+    def enrollments_in_section(self, section_id: int) -> tuple[Enrollment, ...]:
+        """Every enrollment of the section (any state), in creation order; a copy, safe to hold across mutations."""
+        return tuple(self._enrollments_by_section.get(section_id, ()))
+
+    def section_deletable(self, section_id: int) -> bool:
+        """CourseSection#deletable?: no enrollment left but deleted or rejected ones and test students'."""
+        return not any(e.workflow_state not in ("deleted", "rejected") and e.type != "StudentViewEnrollment"
+                       for e in self._enrollments_by_section.get(section_id, ()))
 
     # ----- views (cached until the next mutation) -----
 
@@ -348,22 +360,31 @@ class Institution:
         self.touch()
 
     def crosslist_section(self, section_id: int, new_course_id: int) -> None:
-        """crosslist_to_course: remember the original course once, then move section and enrollments."""
+        """crosslist_to_course: nothing if it is already there; else remember the original course once
+        (`nonxlist_course_id ||= course_id`) and move section and enrollments. Cross-listing a section back
+        into its original course keeps nonxlist_course_id (equal to course_id then), as Canvas does."""
         section = self.sections[section_id]
         if new_course_id not in self.courses:
             raise KeyError(new_course_id)
+        if section.course_id == new_course_id:
+            return
         if section.nonxlist_course_id is None:
             section.nonxlist_course_id = section.course_id
         self._move_section(section, new_course_id)
-        if section.nonxlist_course_id == section.course_id:
-            section.nonxlist_course_id = None
         self.touch()
 
     def uncrosslist_section(self, section_id: int) -> None:
+        """CourseSection#uncrosslist: back to nonxlist_course_id, reviving that course (as "claimed") if it
+        was deleted. Nothing if the section is not cross-listed."""
         section = self.sections[section_id]
-        if section.nonxlist_course_id is not None:
-            self._move_section(section, section.nonxlist_course_id)
-            section.nonxlist_course_id = None
+        original_id = section.nonxlist_course_id
+        if original_id is None:
+            return
+        original = self.courses[original_id]
+        if original.workflow_state == "deleted":
+            original.workflow_state = "claimed"
+        section.nonxlist_course_id = None
+        self._move_section(section, original_id)
         self.touch()
 
     def _move_section(self, section: Section, course_id: int) -> None:
@@ -372,6 +393,52 @@ class Institution:
         self._sections_by_course.setdefault(course_id, []).append(section)
         for e in self._enrollments_by_section.get(section.id, ()):
             e.course_id = course_id
+
+    def create_section(
+        self,
+        course_id: int,
+        name: str,
+        *,
+        created_at: int,
+        sis_section_id: str | None = None,
+        integration_id: str | None = None,
+        start_at: int | None = None,
+        end_at: int | None = None,
+        restrict_enrollments_to_section_dates: bool | None = None,
+    ) -> Section:
+        """A new active section on shard 1 (no SIS import). SIS ids are not checked for uniqueness here."""
+        if course_id not in self.courses:
+            raise KeyError(course_id)
+        sid = max((s for s in self.sections if s < 2 * SHARD), default=SHARD) + 1
+        section = Section(sid, course_id, None, name, sis_section_id, integration_id, None, start_at, end_at,
+                          restrict_enrollments_to_section_dates, created_at)
+        self.sections[sid] = section
+        self._sections_by_course.setdefault(course_id, []).append(section)
+        self._index_sis("section", sis_section_id, integration_id, sid)
+        self.touch()
+        return section
+
+    SECTION_EDITABLE = frozenset({"name", "sis_section_id", "integration_id", "start_at", "end_at",
+                                  "restrict_enrollments_to_section_dates", "workflow_state"})
+
+    def update_section(self, section_id: int, **changes: object) -> Section:
+        """Set the given fields (see SECTION_EDITABLE) and keep the SIS index in step. Setting
+        workflow_state to "active" reactivates a deleted section; its enrollments stay deleted."""
+        unknown = changes.keys() - self.SECTION_EDITABLE
+        if unknown:
+            raise TypeError(f"not editable here: {', '.join(sorted(unknown))}")
+        section = self.sections[section_id]
+        for column, field_name in (("sis", "sis_section_id"), ("integration", "integration_id")):
+            if field_name in changes:
+                old = getattr(section, field_name)
+                if old is not None and self._sis.get((f"section:{column}", old)) == section_id:
+                    del self._sis[(f"section:{column}", old)]
+        for k, v in changes.items():
+            setattr(section, k, v)
+        self._index_sis("section", section.sis_section_id if "sis_section_id" in changes else None,
+                        section.integration_id if "integration_id" in changes else None, section_id)
+        self.touch()
+        return section
 
     def enroll(
         self, user_id: int, section_id: int, type: str = "StudentEnrollment", state: str = "active"

@@ -8,7 +8,9 @@ from typing import Callable, Literal
 
 from exporter.sim.auth import DEFAULT_TOKENS, Permissions
 from exporter.sim.bucket import BucketParams
+from exporter.sim.endpoints import MIN_SEARCH_TERM_LENGTH
 from exporter.sim.faults import Faults
+from exporter.sim.views import STUDENTS_CAP
 
 
 @dataclass(slots=True)
@@ -27,3 +29,11 @@ class SimOptions:
     auth_error_updates: bool = False  # site-admin flag api_auth_error_updates: unpermitted -> 403, not 401
     tokens: dict[str, Permissions] = field(default_factory=lambda: dict(DEFAULT_TOKENS))
     clock: Callable[[], float] = time.monotonic  # the bucket's clock
+    now: Callable[[], float] = time.time  # wall clock: created_at and the default name of a created section
+    # include[]=students lists at most this many (Canvas documents a cap without its value); None: no cap.
+    students_cap: int | None = STUDENTS_CAP
+    # search_term shorter than this is a 400 (docs say 2; SearchTermHelper had 3, later none); 0: no minimum.
+    min_search_term_length: int = MIN_SEARCH_TERM_LENGTH
+    # A section date that is not ISO 8601: False gives a 400 with Canvas's error shape; True stores null,
+    # as Rails' typecast of an unparseable string would (what Canvas most likely does; not observed).
+    lenient_dates: bool = False

@@ -4,6 +4,11 @@ One low-level aiohttp handler does everything (no router, no middleware) to keep
 Paths are split from `request.raw_path` and each segment is percent-decoded exactly once here, so
 `sis_course_id:MATH-101%2FF26` reaches the lookup as `sis_course_id:MATH-101/F26` whatever aiohttp's own
 path normalisation does.
+
+Write requests (POST/PUT/DELETE) have their body read before the answer is built: a urlencoded form or a
+JSON object, merged with the query as Rails does (forms.py). A fault that replaces the answer (5xx,
+throttle) comes before the write, so nothing changes; a reset or cut body comes after it, so the change
+is made and the client does not learn of it, as with a real server.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from urllib.parse import unquote
 import orjson
 from aiohttp import web
 
-from exporter.sim import endpoints
+from exporter.sim import endpoints, writes
 from exporter.sim.auth import ADMIN_TOKEN, NOSIS_TOKEN, bearer_token
 from exporter.sim.bucket import RATE_LIMIT_403_BODY, RATE_LIMIT_429_BODY, LeakyBucket, ruby_float
 from exporter.sim.endpoints import NOT_FOUND_BODY, Call, Forbidden, HttpError, Reply
 from exporter.sim.faults import HTML_ERROR_BODY, NO_FAULTS, FaultInjector, FaultPlan
+from exporter.sim.forms import BadBody, body_params, merge_params
 from exporter.sim.institution import Institution
 from exporter.sim.options import SimOptions
 from exporter.sim.pagination import InvalidPage, PageLinks, escape_segment, link_header, parse_query
@@ -35,6 +41,7 @@ JSON_TYPE = "application/json; charset=utf-8"
 STRING_IDS = "application/json+canvas-string-ids"
 WWW_AUTHENTICATE = 'Bearer realm="canvas-lms"'
 INVALID_PAGE_BODY = {"errors": [{"message": "An error occurred.", "error_code": "not_found"}]}
+BAD_BODY = {"errors": [{"message": "An error occurred.", "error_code": "bad_request"}]}
 INVALID_TOKEN_BODY = {"errors": [{"message": "Invalid access token."}]}
 UNAUTHENTICATED_BODY = {"status": "unauthenticated", "errors": [{"message": "user authorization required"}]}
 REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
@@ -62,7 +69,11 @@ class Route:
         return self.template.format(*(escape_segment(r) for r in self.refs))
 
 
-def route(raw_path: str) -> Route | None:
+WRITE_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH"})
+
+
+def route(raw_path: str, method: str = "GET") -> Route | None:
+    """The Rails route a method and path match (HEAD as GET), or None (404)."""
     parts = raw_path.split("/")
     if len(parts) < 5 or parts[0] != "" or parts[1] != "api" or parts[2] != "v1":
         return None
@@ -70,18 +81,28 @@ def route(raw_path: str) -> Route | None:
         seg = [unquote(p, errors="strict") for p in parts[3:]]
     except UnicodeDecodeError:
         return None
-    match seg:
-        case ["accounts", a, "courses"]:
+    match ("GET" if method == "HEAD" else method, seg):
+        case ("GET", ["accounts", a, "courses"]):
             return Route("account_courses", (a,), "/api/v1/accounts/{}/courses")
-        case ["courses", c]:
+        case ("GET", ["courses", c]):
             return Route("course_show", (c,), "/api/v1/courses/{}")
-        case ["courses", c, "sections"]:
+        case ("GET", ["courses", c, "sections"]):
             return Route("course_sections", (c,), "/api/v1/courses/{}/sections")
-        case ["courses", c, "sections", s]:
+        case ("POST", ["courses", c, "sections"]):
+            return Route("section_create", (c,), "/api/v1/courses/{}/sections")
+        case ("GET", ["courses", c, "sections", s]):
             return Route("course_section_show", (c, s), "/api/v1/courses/{}/sections/{}")
-        case ["sections", s]:
+        case ("GET", ["sections", s]):
             return Route("section_show", (s,), "/api/v1/sections/{}")
-        case ["sections", s, "users"]:
+        case ("PUT", ["sections", s]):
+            return Route("section_update", (s,), "/api/v1/sections/{}")
+        case ("DELETE", ["sections", s]):
+            return Route("section_delete", (s,), "/api/v1/sections/{}")
+        case ("POST", ["sections", s, "crosslist", c]):
+            return Route("section_crosslist", (s, c), "/api/v1/sections/{}/crosslist/{}")
+        case ("DELETE", ["sections", s, "crosslist"]):
+            return Route("section_uncrosslist", (s,), "/api/v1/sections/{}/crosslist")
+        case ("GET", ["sections", s, "users"]):
             return Route("section_users", (s,), "/api/v1/sections/{}/users")
     return None
 
@@ -93,6 +114,11 @@ HANDLERS: dict[str, Callable[..., Reply]] = {
     "course_section_show": endpoints.course_section_show,
     "section_show": endpoints.section_show,
     "section_users": endpoints.section_users,
+    "section_create": writes.section_create,
+    "section_update": writes.section_update,
+    "section_delete": writes.section_delete,
+    "section_crosslist": writes.section_crosslist,
+    "section_uncrosslist": writes.section_uncrosslist,
 }
 
 
@@ -211,6 +237,8 @@ class Simulator:
                 return await self._send(request, answer, NO_FAULTS)
         try:
             await self._wait(opts.latency_ms / 1000)
+            if request.method in WRITE_METHODS:
+                params = await _write_params(request, query)
             answer = self._answer(request, raw_path, params, token)
         except BaseException:
             if bucket is not None:  # a cancelled or failed request still hands back its up-front cost
@@ -232,17 +260,21 @@ class Simulator:
         except asyncio.TimeoutError:
             pass
 
-    def _answer(self, request: web.BaseRequest, raw_path: str, params: dict, token: str | None) -> Answer:
+    def _answer(self, request: web.BaseRequest, raw_path: str, params: dict | BadBody, token: str | None) -> Answer:
+        """The whole answer, built without awaiting: a mutation never lands half-way through one."""
         opts = self.options
         if token is None:
             return json_answer(401, UNAUTHENTICATED_BODY, {"WWW-Authenticate": WWW_AUTHENTICATE}, "auth")
         perms = opts.tokens.get(token)
         if perms is None:
             return json_answer(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": WWW_AUTHENTICATE}, "auth")
-        r = route(raw_path) if request.method == "GET" else None
+        if isinstance(params, BadBody):
+            return json_answer(400, BAD_BODY)
+        r = route(raw_path, request.method)
         if r is None:
             return json_answer(404, NOT_FOUND_BODY)
-        call = Call(perms, params, opts.forbidden_courses)
+        call = Call(perms, params, opts.forbidden_courses, opts.students_cap, opts.min_search_term_length,
+                    opts.lenient_dates, opts.now())
         try:
             reply = HANDLERS[r.kind](self.institution, call, *r.refs)
         except Forbidden as e:
@@ -323,6 +355,15 @@ def _loop_back(links: PageLinks) -> PageLinks:
 
 def _scalar(value: str | list[str] | None) -> str | None:
     return value if isinstance(value, str) else None
+
+
+async def _write_params(request: web.BaseRequest, query: str) -> dict | BadBody:
+    """Rails' params for a write: the body's (form or JSON object), then the query's on top."""
+    try:
+        body = body_params(request.content_type, await request.read())
+    except BadBody as e:
+        return e
+    return merge_params(body, query)
 
 
 # ----- the blocking entry point behind `canvas-export simulate` -----

@@ -19,7 +19,7 @@ from exporter.sim.auth import ADMIN_TOKEN, DEFAULT_TOKENS, Permissions
 from exporter.sim.endpoints import RosterFilter, filtered_roster, users_payload
 from exporter.sim.institution import DEFAULT_COURSE_STATES, Course, Institution, gc_paused
 from exporter.sim.refs import resolve_account, resolve_course
-from exporter.sim.views import section_json, stringify_ids
+from exporter.sim.views import STUDENTS_CAP, section_json, stringify_ids
 
 SECTION_COLUMNS = (
     "id", "course_id", "name", "sis_section_id", "sis_course_id", "integration_id", "sis_import_id",
@@ -119,17 +119,20 @@ def ground_truth(
     user_includes: Iterable[str] = ("avatar_url",),
     forbidden_courses: Collection[int] = (),
     tokens: Mapping[str, Permissions] = DEFAULT_TOKENS,
+    students_cap: int | None = STUDENTS_CAP,
 ) -> Truth:
-    """What a correct crawl exports. Courses in forbidden_courses (or unreadable by the token) give no rows."""
+    """What a correct crawl exports. Courses in forbidden_courses (or unreadable by the token) give no rows.
+    students_cap must equal the server's SimOptions.students_cap when section_includes has "students"."""
     perms = tokens[token]
     s_includes = frozenset(section_includes)
     u_includes = set(user_includes) | {"sis_user_id", "email"}
     with gc_paused():
-        return _walk(institution, scope, perms, s_includes, u_includes, forbidden_courses)
+        return _walk(institution, scope, perms, s_includes, u_includes, forbidden_courses, students_cap)
 
 
 def _walk(institution: Institution, scope: AccountScope | CourseScope, perms: Permissions,
-          s_includes: frozenset[str], u_includes: set[str], forbidden_courses: Collection[int]) -> Truth:
+          s_includes: frozenset[str], u_includes: set[str], forbidden_courses: Collection[int],
+          students_cap: int | None) -> Truth:
     keep_test_students = "test_student" in u_includes
     everyone = RosterFilter(None, False, None, perms)
     truth = Truth()
@@ -138,7 +141,8 @@ def _walk(institution: Institution, scope: AccountScope | CourseScope, perms: Pe
         if course.id in forbidden_courses or not perms.read_roster:
             continue
         for section in institution.course_sections(course.id):
-            truth.sections.append(section_row(section_json(institution, section, perms, s_includes)))
+            truth.sections.append(section_row(section_json(institution, section, perms, s_includes,
+                                                           students_cap=students_cap)))
             roster = filtered_roster(institution, section.id, everyone)
             if not keep_test_students:
                 roster = [r for r in roster if not r.user.fake_student]

@@ -14,6 +14,9 @@ from exporter.sim.institution import HOST, ROLE_IDS, Course, Enrollment, Institu
 
 SECTION_INCLUDES = frozenset({"students", "avatar_url", "enrollments", "total_students", "passback_status",
                               "permissions", "user_count"})
+# include[]=students is capped (documented, value not found in Canvas's source); SimOptions.students_cap.
+STUDENTS_CAP = 1000
+USER_COUNT_STATES = frozenset({"active", "invited", "creation_pending"})
 _COURSE_API_STATE = {"created": "unpublished", "claimed": "unpublished"}
 _iso_cache: dict[int, str] = {}
 
@@ -108,7 +111,8 @@ def enrollment_json(inst: Institution, e: Enrollment, perms: Permissions) -> dic
     return d
 
 
-def section_json(inst: Institution, section: Section, perms: Permissions, includes: AbstractSet[str]) -> dict:
+def section_json(inst: Institution, section: Section, perms: Permissions, includes: AbstractSet[str],
+                 *, students_cap: int | None = STUDENTS_CAP) -> dict:
     course = inst.courses[section.course_id]
     d: dict[str, Any] = {
         "id": section.id,
@@ -126,23 +130,38 @@ def section_json(inst: Institution, section: Section, perms: Permissions, includ
         d["integration_id"] = section.integration_id
     if perms.manage_sis:
         d["sis_import_id"] = section.sis_import_id
-    if not perms.read_roster:  # includes are dropped silently without roster rights
+    if not includes or not perms.read_roster:  # includes are dropped silently without roster rights
         return d
     if "students" in includes:
-        students = []
-        for e in inst.enrollments_in_section(section.id):
-            if e.type == "StudentEnrollment" and e.workflow_state != "deleted":
-                user_includes = includes & {"avatar_url"} | {"sis_user_id"}
-                enrollments = [enrollment_json(inst, e, perms)] if "enrollments" in includes else None
-                students.append(user_json(inst.users[e.user_id], perms, user_includes, enrollments=enrollments))
-        d["students"] = students or None
+        d["students"] = _students(inst, section, perms, includes, students_cap)
     if "total_students" in includes:
         d["total_students"] = inst.total_students(section.id)
     if "passback_status" in includes:
-        d["passback_status"] = {"sis_post_grades_status": None}
+        # post_grades_status_json: the section's last SIS grade-passback status; the simulator has none.
+        d["passback_status"] = None
     if "permissions" in includes:
-        d["permissions"] = {"manage_calendar": perms.manage_sis}
+        d["permissions"] = {"manage_calendar": perms.manage_calendar}
+    if "user_count" in includes:  # undocumented: non-fake enrollments active or pending
+        d["user_count"] = sum(1 for e in inst.enrollments_in_section(section.id)
+                              if e.type != "StudentViewEnrollment" and e.workflow_state in USER_COUNT_STATES)
     return d
+
+
+def _students(inst: Institution, section: Section, perms: Permissions, includes: AbstractSet[str],
+              cap: int | None) -> list[dict] | None:
+    """One user_json per non-deleted StudentEnrollment (a user enrolled twice appears twice), in enrollment
+    id order (find_each), at most `cap` of them; null rather than []."""
+    user_includes = includes & {"avatar_url"} | {"sis_user_id"}
+    with_enrollments = "enrollments" in includes
+    students = []
+    for e in sorted(inst.enrollments_in_section(section.id), key=lambda e: e.id):
+        if e.type != "StudentEnrollment" or e.workflow_state == "deleted":
+            continue
+        if cap is not None and len(students) >= cap:
+            break
+        enrollments = [enrollment_json(inst, e, perms)] if with_enrollments else None
+        students.append(user_json(inst.users[e.user_id], perms, user_includes, enrollments=enrollments))
+    return students or None
 
 
 def course_json(inst: Institution, course: Course, perms: Permissions) -> dict[str, Any]:

@@ -134,7 +134,7 @@ def test_includes_change_unknown_fields() -> None:
     inst = f.build()
     truth = ground_truth(inst, CourseScope([str(f.MATH)]), section_includes=("total_students", "permissions"),
                          user_includes=("avatar_url", "test_student"), token=NOSIS_TOKEN)
-    assert all(r["unknown_fields"] == {"permissions": {"manage_calendar": False}} for r in truth.sections)
+    assert all(r["unknown_fields"] == {"permissions": {"manage_calendar": True}} for r in truth.sections)
     assert any(r["user_id"] == f.U_TEST for r in truth.section_users)
     assert all(r["sis_user_id"] is None and r["login_id"] is None for r in truth.section_users)
 
