@@ -1,4 +1,4 @@
-"""Helpers to GET from the simulator through real HTTP."""
+"""Helpers to talk to the simulator through real HTTP."""
 
 from __future__ import annotations
 
@@ -41,4 +41,10 @@ def auth(token: str = ADMIN_TOKEN) -> dict[str, str]:
 
 async def get(session: aiohttp.ClientSession, url: str, **kw: Any) -> Got:
     async with session.get(aiohttp.client.URL(url, encoded=True), **kw) as r:
+        return Got(r.status, r.headers, await r.read())
+
+
+async def send(session: aiohttp.ClientSession, method: str, url: str, **kw: Any) -> Got:
+    """Any method; `data=` sends a urlencoded form, `json=` a JSON body."""
+    async with session.request(method, aiohttp.client.URL(url, encoded=True), **kw) as r:
         return Got(r.status, r.headers, await r.read())

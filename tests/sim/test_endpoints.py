@@ -169,9 +169,56 @@ async def test_section_includes(sim: Simulator, http) -> None:
     assert {u["id"] for u in got["students"]} == {f.U_ZOE, f.U_ZOE2, f.U_AGREN, f.U_AGREN2, f.U_BIG, f.U_PENDING,
                                                  f.U_TWICE, f.U_INACTIVE, f.U_REJECTED, f.U_DONE}
     assert all(u["enrollments"][0]["type"] == "StudentEnrollment" for u in got["students"])
-    assert got["permissions"] == {"manage_calendar": True} and "passback_status" in got
+    assert got["permissions"] == {"manage_calendar": True}
+    assert "passback_status" in got and got["passback_status"] is None  # no SIS grade passback ever ran
     empty = (await get(http, f"{sim.base_url}/api/v1/sections/{f.S_LAB_B}?include[]=students")).json
     assert empty["students"] is None
+
+
+async def test_students_are_capped_in_enrollment_order(sim: Simulator, http) -> None:
+    # every non-deleted StudentEnrollment, in enrollment id order (find_each)
+    everyone = [f.U_ZOE, f.U_ZOE2, f.U_AGREN, f.U_AGREN2, f.U_BIG, f.U_PENDING, f.U_TWICE, f.U_INACTIVE,
+                f.U_REJECTED, f.U_DONE]
+    url = f"{sim.base_url}/api/v1/sections/{f.S_LAB_A}?include[]=students&include[]=avatar_url"
+    got = (await get(http, url)).json
+    assert [u["id"] for u in got["students"]] == everyone
+    assert all("avatar_url" in u and "enrollments" not in u for u in got["students"])
+    sim.options.students_cap = 3
+    assert [u["id"] for u in (await get(http, url)).json["students"]] == everyone[:3]
+    listed = await get(http, f"{sim.base_url}/api/v1/courses/{f.MATH}/sections?all=1&include[]=students")
+    assert [len(s["students"] or ()) for s in listed.json if s["id"] == f.S_LAB_A] == [3]
+    sim.options.students_cap = None
+    assert len((await get(http, url)).json["students"]) == 10
+
+
+async def test_user_count_counts_live_enrollments(sim: Simulator, http) -> None:
+    got = (await get(http, f"{sim.base_url}/api/v1/sections/{f.S_LAB_A}?include[]=user_count")).json
+    # active or pending, test student left out; Twice counts twice (student and TA)
+    assert got["user_count"] == 10
+
+
+@pytest.mark.parametrize(
+    ("query", "minimum", "status", "expected"),
+    [
+        ("search_term=lab", 2, 200, [f.S_LAB_A, f.S_LAB_B]),  # case-insensitive substring of the name
+        ("search_term=LA", 2, 200, [f.S_ELAN, f.S_ELAN_ACCENT, f.S_LAB_A, f.S_LAB_B]),
+        ("search_term=%20", 2, 200, [f.S_XLIST, f.S_ELAN, f.S_ELAN_ACCENT, f.S_LAB_A, f.S_LAB_B, f.S_ZETA2,
+                                     f.S_ZETA1]),  # blank: no search
+        ("search_term=z", 2, 400, "2 or more characters is required"),
+        ("search_term[]=lab", 2, 400, "2 or more characters is required"),  # not a string
+        ("search_term=la", 3, 400, "3 or more characters is required"),
+        ("search_term=z", 0, 200, [f.S_ZETA2, f.S_ZETA1]),
+    ],
+)
+async def test_sections_search_term(sim: Simulator, http, query: str, minimum: int, status: int,
+                                    expected: list[int] | str) -> None:
+    sim.options.min_search_term_length = minimum
+    got = await get(http, f"{sim.base_url}/api/v1/courses/{f.MATH}/sections?per_page=100&{query}")
+    assert got.status == status
+    if status == 200:
+        assert [s["id"] for s in got.json] == expected
+    else:
+        assert got.json == {"errors": [{"field": "search_term", "code": "invalid", "message": expected}]}
 
 
 async def test_users_roster_order_and_one_entry_per_user(sim: Simulator, http) -> None:

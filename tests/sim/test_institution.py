@@ -100,3 +100,67 @@ def test_mutations_refresh_views() -> None:
     assert course not in inst.account_courses(inst.root_account_id)
     newcomer = inst.add_user("Ada Lovelace")
     assert newcomer.sortable_name == "Lovelace, Ada"
+
+
+def test_section_mutations_keep_indexes_and_views() -> None:
+    from . import factory as f
+
+    inst = f.build()
+    made = inst.create_section(f.MATH, "Lab C", created_at=1, sis_section_id="C-1", integration_id="c-int")
+    assert made in inst.course_sections(f.MATH)
+    assert inst.lookup_sis("section", "sis", "C-1") == made.id == f.S_DRAFT + 1  # next id on shard 1
+    inst.update_section(made.id, sis_section_id="C-2", name="Aardvark")
+    assert inst.lookup_sis("section", "sis", "C-1") is None and inst.lookup_sis("section", "sis", "C-2") == made.id
+    assert inst.lookup_sis("section", "integration", "c-int") == made.id  # untouched
+    assert inst.course_sections(f.MATH)[0] is made  # re-sorted by the new name
+    inst.delete_section(made.id)
+    assert made not in inst.course_sections(f.MATH)
+    assert inst.lookup_sis("section", "sis", "C-2") == made.id  # a deleted section keeps its SIS id
+    inst.update_section(made.id, workflow_state="active")
+    assert made in inst.course_sections(f.MATH)
+    with pytest.raises(TypeError):
+        inst.update_section(made.id, course_id=f.ODD)  # moving is cross-listing's job
+
+
+def test_crosslisting_rules() -> None:
+    from . import factory as f
+
+    inst = f.build()
+    section = inst.sections[f.S_ODD]
+    inst.crosslist_section(f.S_ODD, f.ODD)  # already there: nothing happens
+    assert section.nonxlist_course_id is None
+    inst.crosslist_section(f.S_ODD, f.DRAFT)
+    inst.crosslist_section(f.S_ODD, f.MATH)
+    assert (section.course_id, section.nonxlist_course_id) == (f.MATH, f.ODD)  # the first course is kept
+    inst.crosslist_section(f.S_ODD, f.ODD)
+    assert (section.course_id, section.nonxlist_course_id) == (f.ODD, f.ODD)  # as crosslist_to_course leaves it
+    inst.uncrosslist_section(f.S_ODD)
+    assert (section.course_id, section.nonxlist_course_id) == (f.ODD, None)
+    inst.delete_course(f.ODD)
+    inst.uncrosslist_section(f.S_XLIST)
+    assert inst.courses[f.ODD].workflow_state == "claimed"  # un-cross-listing revives the original course
+    assert inst.course_sections(f.ODD) == [inst.sections[f.S_XLIST], section]
+
+
+def test_deletable_and_snapshots_of_enrollments() -> None:
+    from . import factory as f
+
+    inst = f.build()
+    assert not inst.section_deletable(f.S_LAB_A) and inst.section_deletable(f.S_LAB_B)
+    held = inst.enrollments_in_section(f.S_LAB_B)
+    inst.enroll(f.U_ZOE, f.S_LAB_B, state="rejected")
+    inst.enroll(f.U_TEST, f.S_LAB_B, "StudentViewEnrollment")
+    assert held == () and len(inst.enrollments_in_section(f.S_LAB_B)) == 2  # a copy, not the live list
+    assert inst.section_deletable(f.S_LAB_B)
+    inst.enroll(f.U_ZOE, f.S_LAB_B, state="completed")
+    assert not inst.section_deletable(f.S_LAB_B)
+
+
+def test_reindex_forgets_user_sort_keys() -> None:
+    from . import factory as f
+
+    inst = f.build()
+    assert [r.user.id for r in inst.section_roster(f.S_XLIST)] == [f.U_AGREN, f.U_ZOE]
+    inst.users[f.U_ZOE].sortable_name = "Aaa, Zoë"
+    inst.reindex()
+    assert [r.user.id for r in inst.section_roster(f.S_XLIST)] == [f.U_ZOE, f.U_AGREN]
