@@ -50,7 +50,7 @@ class UsageError(Exception):
 # -- argument parsing -----------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="canvas-export",
+        prog="canvas-export", allow_abbrev=False,
         description="Export Canvas LMS sections and section rosters to Parquet datasets.",
         epilog="Exit status: 0 all exported; 3 committed with failed items (see the manifest); "
                "2 nothing committed; 130 interrupted (rerun with --resume).",
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"canvas-export {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    crawl = sub.add_parser("crawl", help="export sections and rosters from a Canvas instance",
+    crawl = sub.add_parser("crawl", allow_abbrev=False, help="export sections and rosters from a Canvas instance",
                            description="Export every section of the courses in scope, and every section's "
                                        "users, into OUT/sections and OUT/section_users. The token comes from "
                                        "CANVAS_API_TOKEN or --token-file.")
@@ -78,12 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="make finished work durable at least this often, so --resume refetches at most "
                             "about S seconds of work (default 30; smaller means more, smaller files)")
     crawl.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
+    crawl.add_argument("--token", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     _add_tuning_args(crawl)
     crawl.add_argument("--allow-insecure-http", action="store_true",
                        help="allow a plain http base URL that is not loopback (sends the token unencrypted)")
     _add_log_args(crawl)
 
-    demo = sub.add_parser("demo", help="run the built-in Canvas simulator and crawl it (no network needed)",
+    demo = sub.add_parser("demo", allow_abbrev=False, help="run the built-in Canvas simulator and crawl it (no network needed)",
                           description="Start the simulator in this process, export its institution, and "
                                       "check the result against the simulator's ground truth.")
     _add_output_args(demo, default_hint="./canvas-export-demo")
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tuning_args(demo)
     _add_log_args(demo)
 
-    sim = sub.add_parser("simulate", help="serve a simulated Canvas on 127.0.0.1",
+    sim = sub.add_parser("simulate", allow_abbrev=False, help="serve a simulated Canvas on 127.0.0.1",
                          description="Serve a seeded synthetic Canvas institution on 127.0.0.1 until Ctrl-C.")
     sim.add_argument("--port", type=int, default=8800)
     sim.add_argument("--courses", type=int, default=100)
@@ -105,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fault rates, e.g. error=0.05 reset=0.01 truncate=0.01 stall=0.005 throttle=0.01 link_loop=0.001")
     sim.add_argument("--truth-out", metavar="DIR", help="write the ground truth (JSON lines) to DIR")
 
-    insp = sub.add_parser("inspect", help="list the snapshots a folder holds, with counts")
+    insp = sub.add_parser("inspect", allow_abbrev=False, help="list the snapshots a folder holds, with counts")
     insp.add_argument("dir", metavar="DIR")
     insp.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -243,8 +244,20 @@ class _Redact(logging.Filter):
         return True
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record is emitted (it may be replaced after setup)."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:  # noqa: ANN001
+        pass
+
+
 def setup_logging(args: argparse.Namespace, token: Secret | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     fmt = args.log_format or ("text" if sys.stderr.isatty() else "json")
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s"))
     if token is not None:
@@ -315,6 +328,10 @@ def summary(result: ExportResult) -> str:
 
 # -- commands ---------------------------------------------------------------------------------------------------
 def cmd_crawl(args: argparse.Namespace) -> int:
+    if args.token is not None:  # never echo it: it is a secret the user just exposed to `ps`
+        raise UsageError("the token is not taken from a flag (it would show in ps and shell history); "
+                         "set CANVAS_API_TOKEN or use --token-file PATH")
+    setup_logging(args)
     token = _read_token(args)
     setup_logging(args, token)
     config = crawl_config(args, token)

@@ -25,7 +25,7 @@ import pyarrow as pa
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from exporter.canvas.client import CanvasClient, Page
-from exporter.canvas.errors import ItemFailed, RunAborted, unwrap_group
+from exporter.canvas.errors import BadResponse, ItemFailed, PaginationError, RunAborted, unwrap_group
 from exporter.canvas.links import path_of
 from exporter.canvas.pages import iter_pages
 from exporter.canvas.refs import Ref, Urls
@@ -97,6 +97,30 @@ class ResumeState:
                 else:
                     state.done_sections.add(int(unit))
         return state
+
+
+def _page_batch(table: Table, page: Page, context: dict[str, int] | None = None) -> pa.RecordBatch:
+    try:
+        return to_batch(table, page.items, path_of(page.url), context)
+    except BadResponse as exc:
+        exc.status = 200  # the page came with 200; what it held could not be typed
+        raise
+
+
+class _StalePages:
+    """A list whose pages keep bringing only rows it already has is going round in circles under URLs that
+    never repeat; a few such pages in a row end it as an error instead of a crawl without end."""
+
+    LIMIT = 3
+
+    def __init__(self) -> None:
+        self.in_a_row = 0
+
+    def check(self, page: Page, fresh: pa.RecordBatch) -> None:
+        self.in_a_row = self.in_a_row + 1 if page.items and not fresh.num_rows else 0
+        if self.in_a_row >= self.LIMIT:
+            raise PaginationError(f"{self.LIMIT} pages in a row brought only rows already listed; the next "
+                                  "links do not lead to the end of the list", path=path_of(page.url), status=200)
 
 
 class Crawler:
@@ -192,9 +216,10 @@ class Crawler:
         params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.section_includes]
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
+        stale = _StalePages()
         async for page in self._pages(self.urls.course_sections(ref), params, what=f"course {ref.text}"):
-            batch = to_batch(SECTIONS, page.items, path_of(page.url))
-            batch = self._keep_new(batch, "id", seen)
+            batch = self._keep_new(_page_batch(SECTIONS, page), "id", seen)
+            stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
         table = pa.Table.from_batches(batches, schema=SECTIONS.schema)
@@ -229,9 +254,11 @@ class Crawler:
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
         rows = 0
+        stale = _StalePages()
         async for page in self._pages(self.urls.section_users(job.section_id), params,
                                       what=f"section {job.section_id}", expected_items=job.expected_users):
-            batch = self._keep_new(to_batch(SECTION_USERS, page.items, path_of(page.url), context), "user_id", seen)
+            batch = self._keep_new(_page_batch(SECTION_USERS, page, context), "user_id", seen)
+            stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
                 rows += batch.num_rows
@@ -276,9 +303,10 @@ class Crawler:
         return batch.filter(pa.array(fresh))
 
     def _record(self, item: str, exc: ItemFailed) -> None:
-        failure = Failure(exc.kind, item, exc.path, exc.status, exc.reason)
+        redact = self.client.redact  # a hostile server may echo the token into anything it sends
+        failure = Failure(exc.kind, item, redact(exc.path), exc.status, redact(exc.reason))
         self.progress.failures.append(failure)
-        log.warning("%s failed: %s", item, exc.describe())
+        log.warning("%s failed: %s", item, redact(exc.describe()))
 
     def _fail_item(self, item: str, url: str, reason: str) -> None:
         self.progress.failures.append(Failure("bad_response", item, path_of(url), 200, reason))

@@ -39,6 +39,10 @@ class Table:
         return frozenset(self.json_keys.values())
 
     @cached_property
+    def int_json_keys(self) -> tuple[str, ...]:
+        return tuple(self.json_keys[f.name] for f in self.schema if f.name in self.json_keys and f.type == pa.int64())
+
+    @cached_property
     def raw_struct(self) -> pa.StructType:
         """The JSON objects as Arrow reads them: JSON key names, timestamps still text."""
         return pa.struct([pa.field(self.json_keys[f.name], pa.string() if f.type == TIMESTAMP else f.type)
@@ -99,10 +103,14 @@ def to_batch(table: Table, items: Sequence[dict[str, Any]], path: str,
     """
     context = context or {}
     n = len(items)
-    try:
-        parsed = pa.array(items, type=table.raw_struct)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
-        parsed = None
+    parsed = None
+    # Arrow would truncate a JSON number like 1.5 into an int64 column without a word: pages with a
+    # float where an integer belongs take the slow path, which refuses it.
+    if not any(type(item.get(k)) is float for k in table.int_json_keys for item in items):
+        try:
+            parsed = pa.array(items, type=table.raw_struct)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
+            parsed = None
     arrays: list[pa.Array] = []
     for field in table.schema:
         name = field.name
@@ -142,7 +150,8 @@ def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Se
     try:
         if typ == TIMESTAMP:
             return pa.array(values, pa.string()).cast(TIMESTAMP)
-        return pa.array(values, typ)
+        if not (typ == pa.int64() and any(type(v) is float for v in values)):  # Arrow would truncate 1.5
+            return pa.array(values, typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass  # the slow path below converts what can be converted exactly and names what cannot
     convert = _CONVERTERS[str(typ)]
@@ -151,9 +160,18 @@ def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Se
         try:
             out.append(None if value is None else convert(value))
         except (TypeError, ValueError, OverflowError) as exc:
-            shown = orjson.dumps(value)[:60].decode("utf-8", "replace")
-            raise BadResponse(f"item {i} field {table.json_keys[name]!r} is {shown}: {exc}", path=path) from None
+            raise BadResponse(f"item {i} field {table.json_keys[name]!r} is {_shown(value)}: {exc}",
+                              path=path) from None
     return pa.array(out, typ)
+
+
+def _shown(value: Any) -> str:
+    """A bad value for an error message: short ones whole (so a secret echoed there is still recognised and
+    redacted whole), long ones only described (never cut: a cut secret could not be recognised)."""
+    text = orjson.dumps(value).decode("utf-8", "replace")
+    if len(text) <= 32:
+        return text
+    return f"a JSON {type(value).__name__.replace('str', 'string').replace('dict', 'object')} of {len(text)} characters"
 
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

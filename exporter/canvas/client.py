@@ -126,7 +126,11 @@ class CanvasClient:
     # -- public ---------------------------------------------------------------------------------------------
     async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None) -> Page:
         """Fetch one page of a list endpoint, retrying transient faults and throttling."""
-        if origin(url) != self.home:
+        try:
+            foreign = origin(url) != self.home
+        except ValueError as exc:
+            raise PaginationError(f"not a usable URL ({exc})", path=path_of(url)) from None
+        if foreign:
             raise PaginationError("refusing to send the token to another host", path=path_of(url))
         retry = self.config.retry
         failures = throttles = 0
@@ -162,6 +166,10 @@ class CanvasClient:
     def redact(self, text: str) -> str:
         return text.replace(self._token, "[token]") if self._token else text
 
+    def _message(self, body: bytes) -> str:
+        """Canvas's words from an error body, token removed before the text is shortened."""
+        return self.redact(_canvas_message(body))[:200]
+
     # -- one attempt ---------------------------------------------------------------------------------------
     def _backoff(self, base: float, attempt: int) -> float:
         ceiling = min(self.config.retry.max_delay, base * (2 ** (attempt - 1)))
@@ -171,8 +179,11 @@ class CanvasClient:
         assert self._session is not None, "use CanvasClient as an async context manager"
         if self._rps is not None:
             await self._rps.acquire()
-        async with self.limit.slot():
+        try:
             target: URL = URL(url, encoded=True)
+        except ValueError as exc:
+            raise BadResponse(f"not a usable URL ({exc})", path=path_of(url)) from None
+        async with self.limit.slot():
             for _ in range(_MAX_REDIRECTS + 1):
                 self.stats.requests += 1
                 try:
@@ -201,8 +212,13 @@ class CanvasClient:
             raise BadResponse(f"more than {_MAX_REDIRECTS} redirects", path=path_of(url))
 
     def _redirect(self, current: URL, resp: aiohttp.ClientResponse) -> URL:
-        location = current.join(URL(resp.headers["Location"], encoded=True))
-        if origin(str(location)) != self.home:
+        try:
+            location = current.join(URL(resp.headers["Location"], encoded=True))
+            where = origin(str(location))
+        except ValueError as exc:
+            raise BadResponse(f"redirect to an unusable Location ({exc})", path=path_of(str(current)),
+                              status=resp.status) from None
+        if where != self.home:
             raise PaginationError(
                 f"redirected to another host ({location.host}); not followed, so the token is not sent there",
                 path=path_of(str(current)), status=resp.status)
@@ -240,7 +256,7 @@ class CanvasClient:
         if status in (408, 500, 502, 503, 504) or status >= 500:
             raise _Retry(f"server error {status}", status=status,
                          retry_after=_float(resp.headers.get("Retry-After")))
-        message = self.redact(_canvas_message(body))
+        message = self._message(body)
         if status == 401:
             if _json_status(body) == "unauthorized":
                 raise Forbidden(f"not permitted: {message}", path=path, status=status)
@@ -259,13 +275,14 @@ class CanvasClient:
         except orjson.JSONDecodeError as exc:
             if resp.content_length is not None and len(body) < resp.content_length:
                 raise _Retry("body cut short") from None
-            snippet = self.redact(data[:80].decode("utf-8", "replace")).replace("\n", " ")
+            head = data[:80 + len(self._token)].decode("utf-8", "replace")
+            snippet = self.redact(head)[:80].replace("\n", " ")
             ctype = resp.headers.get("Content-Type", "?")
             raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
                               f"starts {snippet!r})", path=path, status=200) from None
         if not isinstance(parsed, list):
             kind = type(parsed).__name__
-            hint = f" ({self.redact(_canvas_message(body))})" if isinstance(parsed, dict) else ""
+            hint = f" ({self._message(body)})" if isinstance(parsed, dict) else ""
             raise BadResponse(f"expected a JSON list, got a JSON {kind}{hint}", path=path, status=200)
         for i, item in enumerate(parsed):
             if not isinstance(item, dict):
@@ -294,17 +311,17 @@ def _canvas_message(body: bytes) -> str:
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
-        text = body[:120].decode("utf-8", "replace").strip().replace("\n", " ")
+        text = body[:4000].decode("utf-8", "replace").strip().replace("\n", " ")
         return text or "(empty body)"
     if isinstance(data, dict):
         errors = data.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            return str(errors[0].get("message", errors[0]))[:200]
+            return str(errors[0].get("message", errors[0]))[:4000]
         if isinstance(errors, str):
-            return errors[:200]
+            return errors[:4000]
         if "message" in data:
-            return str(data["message"])[:200]
-    return body[:120].decode("utf-8", "replace")
+            return str(data["message"])[:4000]
+    return body[:4000].decode("utf-8", "replace")
 
 
 def _json_status(body: bytes) -> str | None:

@@ -39,16 +39,24 @@ def parse_link_header(values: str | list[str] | None, base_url: str = "") -> dic
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of a URL; ValueError if it is not a usable URL."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+    if "\\" in parts.netloc or not parts.hostname:
+        raise ValueError(f"no usable host in {parts.netloc!r}")
+    return scheme, parts.hostname.lower(), port
+
+
+_SECRET_PARAMS = re.compile(r"(?:(?<=[?&])|^)(access_token|api_key)=[^&#]*", re.IGNORECASE)
 
 
 def path_of(url: str) -> str:
-    """The part of a URL that is safe and useful in a message: path and query, never the host's userinfo."""
+    """The part of a URL that is safe and useful in a message: path and query, never userinfo, and never
+    the value of an `access_token` or `api_key` parameter (a server may echo one into its links)."""
     parts = urlsplit(url)
-    return parts.path + (f"?{parts.query}" if parts.query else "")
+    query = _SECRET_PARAMS.sub(r"\1=[redacted]", parts.query)
+    return parts.path + (f"?{query}" if query else "")
 
 
 def canonical(url: str) -> tuple[str, ...]:
@@ -71,7 +79,11 @@ class LinkWalk:
         self.seen: set[tuple[str, ...]] = {canonical(self.first_url)}
 
     def check(self, url: str, came_from: str) -> str:
-        if origin(url) != self.home:
+        try:
+            where = origin(url)
+        except ValueError as exc:
+            raise PaginationError(f"next link is not a usable URL ({exc})", path=path_of(came_from)) from None
+        if where != self.home:
             host = urlsplit(url).hostname or "?"
             raise PaginationError(
                 f"next link points to another host ({host}); not followed, so the token is not sent there",
