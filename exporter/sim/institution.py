@@ -53,6 +53,8 @@ ROLE_IDS = {
     "StudentViewEnrollment": 3,
 }
 HOST = "canvas.example.edu"
+SECTION_EDITABLE_FIELDS = frozenset({"name", "sis_section_id", "integration_id", "start_at", "end_at",
+                                     "restrict_enrollments_to_section_dates", "workflow_state"})
 
 
 @dataclass(slots=True)
@@ -418,15 +420,15 @@ class Institution:
         self.touch()
         return section
 
-    SECTION_EDITABLE = frozenset({"name", "sis_section_id", "integration_id", "start_at", "end_at",
-                                  "restrict_enrollments_to_section_dates", "workflow_state"})
-
     def update_section(self, section_id: int, **changes: object) -> Section:
-        """Set the given fields (see SECTION_EDITABLE) and keep the SIS index in step. Setting
-        workflow_state to "active" reactivates a deleted section; its enrollments stay deleted."""
-        unknown = changes.keys() - self.SECTION_EDITABLE
+        """Set the given fields (SECTION_EDITABLE_FIELDS) and keep the SIS index in step. workflow_state may
+        only become "active": that reactivates a deleted section, whose enrollments stay deleted (deleting
+        is delete_section's job, moving crosslist_section's)."""
+        unknown = changes.keys() - SECTION_EDITABLE_FIELDS
         if unknown:
             raise TypeError(f"not editable here: {', '.join(sorted(unknown))}")
+        if changes.get("workflow_state", "active") != "active":
+            raise ValueError("update_section only reactivates; use delete_section")
         section = self.sections[section_id]
         for column, field_name in (("sis", "sis_section_id"), ("integration", "integration_id")):
             if field_name in changes:

@@ -273,8 +273,9 @@ class Simulator:
         r = route(raw_path, request.method)
         if r is None:
             return json_answer(404, NOT_FOUND_BODY)
-        call = Call(perms, params, opts.forbidden_courses, opts.students_cap, opts.min_search_term_length,
-                    opts.lenient_dates, opts.now())
+        call = Call(perms, params, opts.forbidden_courses, students_cap=opts.students_cap,
+                    min_search_term_length=opts.min_search_term_length, lenient_dates=opts.lenient_dates,
+                    now=opts.now())
         try:
             reply = HANDLERS[r.kind](self.institution, call, *r.refs)
         except Forbidden as e:

@@ -120,6 +120,8 @@ def test_section_mutations_keep_indexes_and_views() -> None:
     assert made in inst.course_sections(f.MATH)
     with pytest.raises(TypeError):
         inst.update_section(made.id, course_id=f.ODD)  # moving is cross-listing's job
+    with pytest.raises(ValueError):
+        inst.update_section(made.id, workflow_state="deleted")  # deleting is delete_section's
 
 
 def test_crosslisting_rules() -> None:
