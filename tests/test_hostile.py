@@ -159,15 +159,8 @@ BROKEN = {
 }
 
 
-FRACTIONAL_ID_BUG = pytest.mark.xfail(
-    strict=True, reason="BUG: rows._column's fast path pa.array(values, pa.int64()) truncates a JSON number "
-                        "1.5 to 1 without an error, so a fractional id becomes another row's id (the slow "
-                        "path's _to_int, which refuses it, never runs)")
-
-
 @pytest.mark.parametrize("kind", ["sections", "users"])
-@pytest.mark.parametrize("case", [pytest.param(c, marks=FRACTIONAL_ID_BUG) if c == "id_is_fractional" else c
-                                  for c in BROKEN])
+@pytest.mark.parametrize("case", list(BROKEN))
 async def test_broken_list_is_recorded_and_the_rest_exported(inst, tmp_path, kind, case):
     rule, failure_kind, reason = BROKEN[case]
     pattern, item, path = target(inst, kind)
@@ -180,8 +173,6 @@ async def test_broken_list_is_recorded_and_the_rest_exported(inst, tmp_path, kin
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a 200 page whose field cannot be typed is recorded with status "
-                                       "null; rows.to_batch raises BadResponse without the HTTP status")
 async def test_a_field_of_the_wrong_type_is_recorded_with_its_http_status(inst, tmp_path):
     pattern, item, path = target(inst, "users")
     async with proxied(inst, {pattern: with_item(lambda i: i.update(id="abc"))}) as (_, proxy):
@@ -254,8 +245,6 @@ async def test_next_links_that_cycle_are_an_error_not_a_loop(inst, tmp_path, kin
 ENDLESS_CUTOFF = 150
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a next chain of ever-new URLs whose pages only repeat rows already "
-                                       "seen is followed without end; only a repeated URL is detected")
 @pytest.mark.parametrize("kind", ["sections", "users"])
 async def test_next_links_that_never_repeat_but_never_end(inst, tmp_path, kind):
     """`next` is always page+1 and every page repeats the first page's rows, forever. (The proxy gives up
@@ -345,9 +334,6 @@ MALFORMED_LINKS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a next link that is not a valid URL raises ValueError (urlsplit's "
-                                       "port, or yarl) out of links.origin / CanvasClient._attempt; it is not an "
-                                       "ItemFailed, so the whole run crashes and nothing is committed")
 @pytest.mark.parametrize("form", list(MALFORMED_LINKS))
 async def test_malformed_next_link_fails_only_its_list(inst, tmp_path, form):
     pattern, item, path = target(inst, "users")
@@ -365,8 +351,6 @@ async def test_malformed_next_link_fails_only_its_list(inst, tmp_path, form):
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a redirect whose Location is not a valid URL raises ValueError "
-                                       "(yarl) out of CanvasClient._redirect; the whole run crashes")
 async def test_malformed_redirect_location_fails_only_its_list(inst, tmp_path):
     pattern, item, path = target(inst, "users")
     async with Bystander() as other:
