@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     crawl.add_argument("--checkpoint-seconds", type=float, default=30.0, metavar="S",
                        help="make finished work durable at least this often, so --resume refetches at most "
                             "about S seconds of work (default 30; smaller means more, smaller files)")
+    crawl.add_argument("--no-recheck", action="store_true",
+                       help="skip the second listing of every course's sections that catches sections "
+                            "cross-listed while the crawl runs (saves one request per course)")
     crawl.add_argument("--token-file", metavar="PATH", help="read the API token from this file")
     crawl.add_argument("--token", nargs="?", const="", default=None, help=argparse.SUPPRESS)
     _add_tuning_args(crawl)
@@ -207,7 +210,7 @@ def crawl_config(args: argparse.Namespace, token: Secret) -> CrawlConfig:
         return CrawlConfig(client=client, scope=scope, out=_out(args), snapshot_id=args.snapshot_id,
                            resume=args.resume, section_includes=_includes(args.include),
                            user_includes=_includes(args.user_include),
-                           checkpoint_seconds=args.checkpoint_seconds)
+                           checkpoint_seconds=args.checkpoint_seconds, recheck=not args.no_recheck)
     except (RefError, ConfigError) as exc:
         raise UsageError(str(exc)) from None
 

@@ -105,6 +105,7 @@ class CrawlConfig:
     section_includes: tuple[str, ...] = DEFAULT_SECTION_INCLUDES
     user_includes: tuple[str, ...] = DEFAULT_USER_INCLUDES
     checkpoint_seconds: float = 30.0  # how much work an interrupted run may have to fetch again
+    recheck: bool = True  # list every course's sections a second time, for sections moved mid-crawl
 
     def __post_init__(self) -> None:
         if self.checkpoint_seconds < 0:

@@ -50,6 +50,12 @@ class Failure:
 
 
 @dataclass(frozen=True, slots=True)
+class CourseTask:
+    ref: Ref
+    recheck: bool = False  # the second look, after every course was listed once: only new sections count
+
+
+@dataclass(frozen=True, slots=True)
 class SectionJob:
     section_id: int
     course_id: int
@@ -92,7 +98,8 @@ class ResumeState:
         for entry in entries:
             for unit in entry["units"]:
                 if entry["table"] == SECTIONS.name:
-                    state.done_courses.add(unit["course"])
+                    if "course" in unit:  # a recheck unit adds sections but does not finish a course
+                        state.done_courses.add(unit["course"])
                     state.sections_of_done_courses += [SectionJob(s, c) for s, c in unit["sections"]]
                 else:
                     state.done_sections.add(int(unit))
@@ -137,13 +144,17 @@ class Crawler:
         # while we crawl) is written once, under the course that listed it first.
         self.claimed_sections: set[int] = {j.section_id for j in self.resume.sections_of_done_courses}
         n = config.client.concurrency
+        self._listed: list[Ref] = []  # courses listed once, in order: the recheck lists them again
+        self._first_pass_left = 0
+        self._offering_done = False
+        self._first_pass_done = anyio.Event()
         self.course_workers = max(2, n // 2)
         self.section_workers = max(2, n)
 
     # -- the pipeline ----------------------------------------------------------------------------------
     async def run(self) -> Progress:
         n = self.config.client.concurrency
-        course_send, course_recv = anyio.create_memory_object_stream[Ref](n)
+        course_send, course_recv = anyio.create_memory_object_stream[CourseTask](n)
         job_send, job_recv = anyio.create_memory_object_stream[SectionJob](2 * n)
         unit_send, unit_recv = anyio.create_memory_object_stream[Unit](8)
         try:
@@ -162,70 +173,98 @@ class Crawler:
             raise unwrap_group(group) from None
         return self.progress
 
-    async def _produce_courses(self, courses: ObjectSendStream[Ref], jobs: ObjectSendStream[SectionJob]) -> None:
+    async def _produce_courses(self, courses: ObjectSendStream[CourseTask],
+                               jobs: ObjectSendStream[SectionJob]) -> None:
         async with courses, jobs:
-            # Rosters of sections whose course list is already durable but whose users are not.
-            for job in self.resume.sections_of_done_courses:
-                self.progress.sections_found += 1
-                if job.section_id in self.resume.done_sections:
-                    self.progress.sections_done += 1
-                else:
-                    await jobs.send(job)
-            scope = self.config.scope
-            if scope.account is None:
-                self.progress.courses_total = len(scope.courses)
-                for ref in scope.courses:
-                    await self._offer_course(ref, courses)
+            await self._first_pass(courses, jobs)
+            if not self.config.recheck:
                 return
-            listed = 0
-            params = [("per_page", str(self.per_page))]
-            async for page in self._pages(self.urls.account_courses(scope.account), params,
-                                          what=f"account {scope.account.text}", first_is_fatal=True):
-                for item in page.items:
-                    course_id = item.get("id")
-                    if course_id is None:
-                        self._fail_item(f"course listing of account {scope.account.text}", page.url,
-                                        "a course in the listing has no id")
-                        continue
-                    listed += 1
-                    await self._offer_course(Ref("course", str(course_id)), courses)
-            self.progress.courses_total = listed
+            # A section cross-listed while we crawl can leave a course we had not listed yet for one we had
+            # listed already. Once every course has been listed, list them all again: any section not yet
+            # in the snapshot is taken from where it is now.
+            self._offering_done = True
+            if self._first_pass_left:
+                await self._first_pass_done.wait()
+            for ref in list(self._listed):
+                await courses.send(CourseTask(ref, recheck=True))
 
-    async def _offer_course(self, ref: Ref, courses: ObjectSendStream[Ref]) -> None:
+    async def _first_pass(self, courses: ObjectSendStream[CourseTask], jobs: ObjectSendStream[SectionJob]) -> None:
+        # Rosters of sections whose course list is already durable but whose users are not.
+        for job in self.resume.sections_of_done_courses:
+            self.progress.sections_found += 1
+            if job.section_id in self.resume.done_sections:
+                self.progress.sections_done += 1
+            else:
+                await jobs.send(job)
+        scope = self.config.scope
+        if scope.account is None:
+            self.progress.courses_total = len(scope.courses)
+            for ref in scope.courses:
+                await self._offer_course(ref, courses)
+            return
+        listed = 0
+        params = [("per_page", str(self.per_page))]
+        async for page in self._pages(self.urls.account_courses(scope.account), params,
+                                      what=f"account {scope.account.text}", first_is_fatal=True):
+            for item in page.items:
+                course_id = item.get("id")
+                if course_id is None:
+                    self._fail_item(f"course listing of account {scope.account.text}", page.url,
+                                    "a course in the listing has no id")
+                    continue
+                listed += 1
+                await self._offer_course(Ref("course", str(course_id)), courses)
+        self.progress.courses_total = listed
+
+    async def _offer_course(self, ref: Ref, courses: ObjectSendStream[CourseTask]) -> None:
         if ref.text in self.resume.done_courses:
             self.progress.courses_done += 1
+            self._listed.append(ref)
         else:
-            await courses.send(ref)
+            self._first_pass_left += 1
+            await courses.send(CourseTask(ref))
 
-    async def _course_worker(self, courses: ObjectReceiveStream[Ref], jobs: ObjectSendStream[SectionJob],
+    async def _course_worker(self, courses: ObjectReceiveStream[CourseTask], jobs: ObjectSendStream[SectionJob],
                              units: ObjectSendStream[Unit]) -> None:
         async with courses, jobs, units:
-            async for ref in courses:
+            async for task in courses:
+                ref = task.ref
                 try:
-                    unit, new_jobs = await self._course_sections(ref)
+                    unit, new_jobs = await self._course_sections(ref, task.recheck)
                 except ItemFailed as exc:
-                    self._record(f"course {ref.text}", exc)
+                    if not task.recheck:
+                        self._record(f"course {ref.text}", exc)
+                    else:  # the first pass of this course succeeded: what is missed here is only a move
+                        self._record(f"recheck of course {ref.text}", exc)
                 else:
-                    await units.send(unit)
+                    if unit.rows or not task.recheck:
+                        await units.send(unit)
                     for job in new_jobs:
                         await jobs.send(job)
-                self.progress.courses_done += 1
+                    if not task.recheck:
+                        self._listed.append(ref)
+                if not task.recheck:
+                    self.progress.courses_done += 1
+                    self._first_pass_left -= 1
+                    if self._offering_done and not self._first_pass_left:
+                        self._first_pass_done.set()
 
-    async def _course_sections(self, ref: Ref) -> tuple[Unit, list[SectionJob]]:
+    async def _course_sections(self, ref: Ref, recheck: bool = False) -> tuple[Unit, list[SectionJob]]:
         """Every section listed under one course, minus any already claimed by another course."""
         params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.section_includes]
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
         stale = _StalePages()
         async for page in self._pages(self.urls.course_sections(ref), params, what=f"course {ref.text}"):
-            batch = self._keep_new(_page_batch(SECTIONS, page), "id", seen)
+            batch = self._keep_new(_page_batch(SECTIONS, page), "id", seen, count=not recheck)
             stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
         table = pa.Table.from_batches(batches, schema=SECTIONS.schema)
         fresh = [i not in self.claimed_sections for i in table.column("id").to_pylist()]
         if not all(fresh):
-            self.progress.duplicates_dropped += fresh.count(False)
+            if not recheck:  # on the recheck, sections already taken are expected, not duplicates
+                self.progress.duplicates_dropped += fresh.count(False)
             table = table.filter(pa.array(fresh))
             batches = table.to_batches()
         ids = table.column("id").to_pylist()
@@ -233,7 +272,8 @@ class Crawler:
         jobs = [SectionJob(s, c, n) for s, c, n in zip(ids, table.column("course_id").to_pylist(),
                                                        table.column("total_students").to_pylist())]
         self.progress.sections_found += len(jobs)
-        unit = Unit(SECTIONS, {"course": ref.text, "sections": [[j.section_id, j.course_id] for j in jobs]},
+        key = "recheck" if recheck else "course"
+        unit = Unit(SECTIONS, {key: ref.text, "sections": [[j.section_id, j.course_id] for j in jobs]},
                     batches, len(ids))
         return unit, [j for j in jobs if j.section_id not in self.resume.done_sections]
 
@@ -291,7 +331,7 @@ class Crawler:
             await pages.aclose()
 
     # -- helpers -----------------------------------------------------------------------------------------
-    def _keep_new(self, batch: pa.RecordBatch, key: str, seen: set[int]) -> pa.RecordBatch:
+    def _keep_new(self, batch: pa.RecordBatch, key: str, seen: set[int], count: bool = True) -> pa.RecordBatch:
         """Drop rows whose key this unit already has (a row repeated across pages as the list shifted)."""
         fresh = []
         for i in batch.column(key).to_pylist():
@@ -299,7 +339,8 @@ class Crawler:
             seen.add(i)
         if all(fresh):
             return batch
-        self.progress.duplicates_dropped += fresh.count(False)
+        if count:
+            self.progress.duplicates_dropped += fresh.count(False)
         return batch.filter(pa.array(fresh))
 
     def _record(self, item: str, exc: ItemFailed) -> None:

@@ -24,13 +24,18 @@ async def test_fault_mix_output_equals_truth(tmp_path, seed):
                                  "base_url": sim.base_url})
         cfg = CrawlConfig(client=client, scope=Scope(account=account_ref("self")), out=str(tmp_path))
         result = await export(cfg)
-        injected = sum(sim.stats.faults.values())
+        faults_seen = dict(sim.stats.faults)
         requests = sim.stats.requests
+    injected = sum(faults_seen.values())
     assert injected >= 0.05 * requests, f"only {injected} faults in {requests} requests"
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
     m = orjson.loads((tmp_path / "_manifests" / f"{result.snapshot_id}.json").read_bytes())
     assert m["status"] == "complete" and m["failures"] == []
-    counted = m["requests"]["retries"]
-    assert counted >= injected, (m["requests"], dict(sim.stats.faults))
+    # Every fault costs a retry, except a looping Link on a page fetched ahead that the walk never needed.
+    must_retry = injected - faults_seen.get("link_loop", 0)
+    assert m["requests"]["retries"] >= must_retry, (m["requests"], faults_seen)
     reasons = m["requests"]["retry_reasons"]
-    assert reasons.get("timed out", 0) >= 1 and reasons.get("throttled", 0) >= 1 and reasons.get("bad_link", 0) >= 1
+    if faults_seen.get("stall"):
+        assert reasons.get("timed out", 0) >= 1
+    if faults_seen.get("throttle"):
+        assert reasons.get("throttled", 0) >= 1
