@@ -179,3 +179,25 @@ async def test_interrupted_crawl_resumes_to_the_same_result(institution, tmp_pat
     assert m["requests"]["requests"] < sim.stats.requests  # the resumed run did not redo everything
     assert first_requests >= 40
     assert not os.path.exists(tmp_path / "_staging" / "R1")
+
+
+@pytest.mark.parametrize("includes", [
+    ("total_students", "passback_status", "permissions"),
+    ("students", "avatar_url", "enrollments"),
+    (),
+])
+async def test_section_includes_are_kept_typed_or_in_unknown_fields(institution, tmp_path, includes):
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), section_includes=includes))
+    truth = ground_truth(institution, AccountScope("self"), section_includes=includes)
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+    import pyarrow.dataset as ds
+
+    rows = ds.dataset(tmp_path / "sections", partitioning="hive").to_table().to_pylist()
+    extras = [orjson.loads(r["unknown_fields"]) for r in rows if r["unknown_fields"]]
+    for name in set(includes) - {"total_students", "avatar_url", "enrollments"}:
+        assert any(name in e for e in extras), f"{name} was asked for and is not kept"
+    if "total_students" in includes:
+        assert any(r["total_students"] for r in rows)
+    else:
+        assert all(r["total_students"] is None for r in rows)
