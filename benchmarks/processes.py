@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -103,9 +102,9 @@ class SimulatorProcess:
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
-        proc.send_signal(signal.SIGINT)
+        proc.terminate()  # not SIGINT: a harness started in the background (`&`) passes SIGINT on ignored
         try:
-            proc.wait(timeout=15)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
@@ -124,6 +123,7 @@ class Measured:
     stdout: str
     stderr: str
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)  # (seconds, MB)
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average when it started and when it ended
 
 
 def _sample_rss(wrapper: subprocess.Popen[bytes], started: float, timeline: list[tuple[float, float]],
@@ -155,6 +155,7 @@ def run_measured(argv: list[str], *, log_path: Path, env: dict[str, str] | None 
     usage_path.unlink(missing_ok=True)
     timeline: list[tuple[float, float]] = []
     done = threading.Event()
+    load_before = os.getloadavg()[0]
     with open(out_path, "wb") as stdout, open(err_path, "wb") as stderr:
         started = time.monotonic()
         wrapper = subprocess.Popen([PYTHON, str(PEAK_RSS), str(usage_path), str(timeout), *argv],
@@ -173,5 +174,5 @@ def run_measured(argv: list[str], *, log_path: Path, env: dict[str, str] | None 
         peak_rss_mb=usage["peak_rss_kb"] / 1024,
         cpu_user_s=usage["cpu_user_s"], cpu_sys_s=usage["cpu_sys_s"],
         stdout=out_path.read_text(errors="replace"), stderr=err_path.read_text(errors="replace"),
-        rss_timeline=timeline,
+        rss_timeline=timeline, load=(load_before, os.getloadavg()[0]),
     )

@@ -77,6 +77,7 @@ class RunResult:
     first_differences: list[str] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
     rss_timeline: list[tuple[float, float]] = field(default_factory=list)
+    load: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average at start and at end
 
     @property
     def rows_per_s(self) -> float:
@@ -149,6 +150,7 @@ class Bench:
                 if contender == CPU_BOUND:
                     result.bound_s = run.bound_s
                     result.bound_detail = {**run.detail, "wall_s": run.wall_s, "peak_rss_mb": run.peak_rss_mb,
+                                           "load": run.load,
                                            "returncode": run.returncode, "differences": run.differences,
                                            "first_differences": run.first_differences}
                     self.say(f"[{sc.name}] cpu bound: {run.bound_s:.2f}s for {run.rows:,} rows; the simulator "
@@ -229,7 +231,8 @@ class Bench:
     def _read_outcome(self, sc: Scenario, contender: str, m: Measured, out: Path, snapshot_id: str,
                       stats_path: Path) -> RunResult:
         run = RunResult(sc.name, contender, m.returncode, m.wall_s, 0, 0, 0, 0, m.peak_rss_mb,
-                        m.cpu_user_s + m.cpu_sys_s, float("nan"), -1, rss_timeline=m.rss_timeline)
+                        m.cpu_user_s + m.cpu_sys_s, float("nan"), -1, rss_timeline=m.rss_timeline,
+                        load=m.load)
         try:
             if contender == EXPORTER:
                 manifest = json.loads((out / "_manifests" / f"{snapshot_id}.json").read_text())
