@@ -100,7 +100,8 @@ class ResumeState:
                 if entry["table"] == SECTIONS.name:
                     if "course" in unit:  # a recheck unit adds sections but does not finish a course
                         state.done_courses.add(unit["course"])
-                    state.sections_of_done_courses += [SectionJob(s, c) for s, c in unit["sections"]]
+                    # [section, course] or, since the look-ahead hint is journaled too, [section, course, n]
+                    state.sections_of_done_courses += [SectionJob(*entry[:3]) for entry in unit["sections"]]
                 else:
                     state.done_sections.add(int(unit))
         return state
@@ -273,7 +274,8 @@ class Crawler:
                                                        table.column("total_students").to_pylist())]
         self.progress.sections_found += len(jobs)
         key = "recheck" if recheck else "course"
-        unit = Unit(SECTIONS, {key: ref.text, "sections": [[j.section_id, j.course_id] for j in jobs]},
+        unit = Unit(SECTIONS, {key: ref.text, "sections": [[j.section_id, j.course_id, j.expected_users]
+                                                            for j in jobs]},
                     batches, len(ids))
         return unit, [j for j in jobs if j.section_id not in self.resume.done_sections]
 
