@@ -109,7 +109,7 @@ class ResumeState:
 
 def _page_batch(table: Table, page: Page, context: dict[str, int] | None = None) -> pa.RecordBatch:
     try:
-        return to_batch(table, page.items, path_of(page.url), context)
+        return to_batch(table, page.items, page.url, context)
     except BadResponse as exc:
         exc.status = 200  # the page came with 200; what it held could not be typed
         raise

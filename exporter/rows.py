@@ -11,17 +11,34 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
+from itertools import repeat
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from exporter.canvas.errors import BadResponse
+from exporter.canvas.links import path_of
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 UNKNOWN_FIELDS = "unknown_fields"
+
+
+_JSON, _CONTEXT, _UNKNOWN = "json", "context", "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    name: str
+    kind: str  # _JSON (from the Canvas object), _CONTEXT (from the crawl) or _UNKNOWN (kept fields)
+    json_key: str
+    raw_index: int  # position in Table.raw_struct, for _JSON columns
+    type: pa.DataType
+    nullable: bool
+    is_timestamp: bool
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +58,22 @@ class Table:
     @cached_property
     def int_json_keys(self) -> tuple[str, ...]:
         return tuple(self.json_keys[f.name] for f in self.schema if f.name in self.json_keys and f.type == pa.int64())
+
+    @cached_property
+    def plan(self) -> tuple[_Column, ...]:
+        """Where each schema column comes from, worked out once (to_batch runs for every page)."""
+        raw_names = [f.name for f in self.schema if f.name in self.json_keys]
+        out = []
+        for f in self.schema:
+            if f.name == UNKNOWN_FIELDS:
+                kind, raw_index = _UNKNOWN, -1
+            elif f.name in self.context:
+                kind, raw_index = _CONTEXT, -1
+            else:
+                kind, raw_index = _JSON, raw_names.index(f.name)
+            out.append(_Column(f.name, kind, self.json_keys.get(f.name, ""), raw_index, f.type, f.nullable,
+                               f.type == TIMESTAMP))
+        return tuple(out)
 
     @cached_property
     def raw_struct(self) -> pa.StructType:
@@ -92,63 +125,65 @@ SECTION_USERS = Table(
 TABLES = (SECTIONS, SECTION_USERS)
 
 
-def to_batch(table: Table, items: Sequence[dict[str, Any]], path: str,
+def to_batch(table: Table, items: Sequence[dict[str, Any]], where: str,
              context: Mapping[str, int] | None = None) -> pa.RecordBatch:
     """Normalize one page of Canvas JSON objects into a record batch of `table`'s schema.
 
-    The fast path converts the whole page in one columnar step (Arrow reads the dicts as a struct: missing
-    keys become null, timestamps are cast from their ISO text). If any value does not fit its declared type
-    there, the page takes the slow path, which converts what can be converted exactly (ids sent as strings,
-    timestamps without an offset) and raises BadResponse naming the path, item and field of what cannot.
+    `where` is the page's URL (or path); only its path is ever shown, in the error of a page that cannot
+    be typed. The fast path converts the whole page in one columnar step (Arrow reads the dicts as a
+    struct: missing keys become null, timestamps are cast from their ISO text). If any value does not fit
+    its declared type there, the page takes the slow path, which converts what can be converted exactly
+    (ids sent as strings, timestamps without an offset) and raises BadResponse naming the path, item and
+    field of what cannot.
     """
-    context = context or {}
     n = len(items)
     parsed = None
     # Arrow would truncate a JSON number like 1.5 into an int64 column without a word: pages with a
     # float where an integer belongs take the slow path, which refuses it.
-    if not any(type(item.get(k)) is float for k in table.int_json_keys for item in items):
+    int_keys = table.int_json_keys
+    if not any(float in map(type, map(dict.get, items, repeat(k))) for k in int_keys):
         try:
-            parsed = pa.array(items, type=table.raw_struct)
+            parsed = pa.array(items, type=table.raw_struct).flatten()
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError):
             parsed = None
     arrays: list[pa.Array] = []
-    for field in table.schema:
-        name = field.name
-        if name == UNKNOWN_FIELDS:
+    for column in table.plan:
+        if column.kind is _UNKNOWN:
             arrays.append(_unknown_fields(table, items))
-        elif name in table.context:
-            arrays.append(pa.array([context[name]] * n, pa.int64()))
+        elif column.kind is _CONTEXT:
+            arrays.append(pa.repeat(pa.scalar((context or {})[column.name], pa.int64()), n))
         else:
-            column = _fast_column(parsed, table, field) if parsed is not None else None
-            if column is None:
-                values = [item.get(table.json_keys[name]) for item in items]
-                column = _column(values, field.type, name, path, items, table)
-            arrays.append(column)
+            array = _fast_column(parsed[column.raw_index], column) if parsed is not None else None
+            if array is None:
+                values = [item.get(column.json_key) for item in items]
+                array = _column(values, column, where, table)
+            arrays.append(array)
     return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
 
 
-def _fast_column(parsed: pa.StructArray, table: Table, field: pa.Field) -> pa.Array | None:
+def _fast_column(raw: pa.Array, column: _Column) -> pa.Array | None:
     """The column from the struct-parsed page, or None when the slow path must decide."""
-    raw = parsed.field(table.json_keys[field.name])
-    if not field.nullable and raw.null_count:
+    if not column.nullable and raw.null_count:
         return None
-    if field.type == TIMESTAMP:
+    if column.is_timestamp:
         try:
-            return raw.cast(TIMESTAMP)
+            return pc.call_function("cast", [raw], _TO_TIMESTAMP)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
     return raw
 
 
-def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Sequence[dict[str, Any]],
-            table: Table) -> pa.Array:
-    field = table.schema.field(name)
-    if not field.nullable:
+_TO_TIMESTAMP = pc.CastOptions.safe(TIMESTAMP)
+
+
+def _column(values: list[Any], column: _Column, where: str, table: Table) -> pa.Array:
+    typ, key = column.type, column.json_key
+    if not column.nullable:
         missing = next((i for i, v in enumerate(values) if v is None), None)
         if missing is not None:
-            raise BadResponse(f"item {missing} has no {table.json_keys[name]!r}", path=path)
+            raise BadResponse(f"item {missing} has no {key!r}", path=path_of(where))
     try:
-        if typ == TIMESTAMP:
+        if column.is_timestamp:
             return pa.array(values, pa.string()).cast(TIMESTAMP)
         if not (typ == pa.int64() and any(type(v) is float for v in values)):  # Arrow would truncate 1.5
             return pa.array(values, typ)
@@ -160,8 +195,7 @@ def _column(values: list[Any], typ: pa.DataType, name: str, path: str, items: Se
         try:
             out.append(None if value is None else convert(value))
         except (TypeError, ValueError, OverflowError) as exc:
-            raise BadResponse(f"item {i} field {table.json_keys[name]!r} is {_shown(value)}: {exc}",
-                              path=path) from None
+            raise BadResponse(f"item {i} field {key!r} is {_shown(value)}: {exc}", path=path_of(where)) from None
     return pa.array(out, typ)
 
 

@@ -68,6 +68,23 @@ def test_section_users_take_context_and_map_id():
     assert orjson.loads(rows[0]["unknown_fields"]) == {"enrollments": [{"type": "StudentEnrollment"}]}
 
 
+@pytest.mark.parametrize("values", [
+    [10000000000517, 3, -4],                 # integers: written column-wise
+    [10000000000517, "MISSING", 7],          # a key absent from one item: null there
+    [10000000000517, None, 7],               # a key present with null: kept as null, not dropped
+    [True, 1, "MISSING"],                    # a boolean is not an integer
+    [2**63, 1, 2],                           # beyond int64
+    ["0042", 1, 2],                          # a string needs JSON escaping
+    [1.5, 2, 3],
+])
+def test_a_single_unknown_field_is_exactly_its_json(values):
+    items = [{"id": i, "name": "U"} | ({} if v == "MISSING" else {"sis_import_id": v})
+             for i, v in enumerate(values, 1)]
+    rows = to_batch(SECTION_USERS, items, "/p", {"section_id": 1, "course_id": 2}).to_pylist()
+    expected = [None if v == "MISSING" else orjson.dumps({"sis_import_id": v}).decode() for v in values]
+    assert [r["unknown_fields"] for r in rows] == expected
+
+
 @pytest.mark.parametrize("item,message", [
     ({"course_id": 2}, "item 0 has no 'id'"),
     ({"id": "abc", "course_id": 2}, "item 0 field 'id' is \"abc\": not an integer"),
@@ -82,3 +99,10 @@ def test_wrong_types_name_path_item_and_field(item, message):
         to_batch(SECTIONS, [item], "/api/v1/courses/2/sections?page=3")
     assert message in str(info.value)
     assert info.value.path == "/api/v1/courses/2/sections?page=3"
+
+
+def test_a_url_is_named_by_its_path_only():
+    with pytest.raises(BadResponse) as info:
+        to_batch(SECTIONS, [{"course_id": 2}], "https://user:pw@canvas.test/api/v1/courses/2/sections?access_token=s3cret")
+    assert info.value.path == "/api/v1/courses/2/sections?access_token=[redacted]"
+    assert "s3cret" not in str(info.value) and "pw" not in str(info.value)
