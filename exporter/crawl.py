@@ -335,12 +335,14 @@ class Crawler:
     # -- helpers -----------------------------------------------------------------------------------------
     def _keep_new(self, batch: pa.RecordBatch, key: str, seen: set[int], count: bool = True) -> pa.RecordBatch:
         """Drop rows whose key this unit already has (a row repeated across pages as the list shifted)."""
+        ids = batch.column(key).to_pylist()
+        if seen.isdisjoint(ids) and len(set(ids)) == len(ids):  # the usual page: nothing seen before
+            seen.update(ids)
+            return batch
         fresh = []
-        for i in batch.column(key).to_pylist():
+        for i in ids:
             fresh.append(i not in seen)
             seen.add(i)
-        if all(fresh):
-            return batch
         if count:
             self.progress.duplicates_dropped += fresh.count(False)
         return batch.filter(pa.array(fresh))

@@ -32,7 +32,7 @@ from exporter.canvas.errors import (
     RetriesExhausted,
     RunAborted,
 )
-from exporter.canvas.links import origin, parse_link_header, path_of
+from exporter.canvas.links import on_origin, origin, parse_link_header, path_of
 from exporter.canvas.throttle import AdaptiveLimit, ThrottleRule
 from exporter.config import ClientConfig
 
@@ -127,7 +127,7 @@ class CanvasClient:
     async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None) -> Page:
         """Fetch one page of a list endpoint, retrying transient faults and throttling."""
         try:
-            foreign = origin(url) != self.home
+            foreign = not on_origin(url, self.home)
         except ValueError as exc:
             raise PaginationError(f"not a usable URL ({exc})", path=path_of(url)) from None
         if foreign:
@@ -243,9 +243,8 @@ class CanvasClient:
 
     def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes) -> Page:
         status = resp.status
-        path = path_of(url)
         if status == 200:
-            items = self._parse_list(body, resp, path)
+            items = self._parse_list(body, resp, url)
             links = parse_link_header(resp.headers.getall("Link", None), url)
             return Page(url=url, items=items, links=links, size=len(body))
         ctype = resp.headers.get("Content-Type", "")
@@ -257,6 +256,7 @@ class CanvasClient:
             raise _Retry(f"server error {status}", status=status,
                          retry_after=_float(resp.headers.get("Retry-After")))
         message = self._message(body)
+        path = path_of(url)
         if status == 401:
             if _json_status(body) == "unauthorized":
                 raise Forbidden(f"not permitted: {message}", path=path, status=status)
@@ -268,11 +268,12 @@ class CanvasClient:
             raise NotFound(f"not found: {message}", path=path, status=status)
         raise BadResponse(f"unexpected status: {message}", path=path, status=status)
 
-    def _parse_list(self, body: bytes, resp: aiohttp.ClientResponse, path: str) -> list[dict[str, Any]]:
+    def _parse_list(self, body: bytes, resp: aiohttp.ClientResponse, url: str) -> list[dict[str, Any]]:
         data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
+            path = path_of(url)
             if resp.content_length is not None and len(body) < resp.content_length:
                 raise _Retry("body cut short") from None
             head = data[:80 + len(self._token)].decode("utf-8", "replace")
@@ -280,14 +281,14 @@ class CanvasClient:
             ctype = resp.headers.get("Content-Type", "?")
             raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
                               f"starts {snippet!r})", path=path, status=200) from None
-        if not isinstance(parsed, list):
+        if type(parsed) is not list:
             kind = type(parsed).__name__
             hint = f" ({self._message(body)})" if isinstance(parsed, dict) else ""
-            raise BadResponse(f"expected a JSON list, got a JSON {kind}{hint}", path=path, status=200)
-        for i, item in enumerate(parsed):
-            if not isinstance(item, dict):
-                raise BadResponse(f"item {i} of the list is a JSON {type(item).__name__}, not an object",
-                                  path=path, status=200)
+            raise BadResponse(f"expected a JSON list, got a JSON {kind}{hint}", path=path_of(url), status=200)
+        if len(set(map(type, parsed)) - {dict}):
+            i, item = next((i, item) for i, item in enumerate(parsed) if type(item) is not dict)
+            raise BadResponse(f"item {i} of the list is a JSON {type(item).__name__}, not an object",
+                              path=path_of(url), status=200)
         return parsed
 
 

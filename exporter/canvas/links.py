@@ -48,6 +48,18 @@ def origin(url: str) -> tuple[str, str, int | None]:
     return scheme, parts.hostname.lower(), port
 
 
+def on_origin(url: str, home: tuple[str, str, int | None]) -> bool:
+    """Whether `url` is on the origin `home` (ValueError if it is not a usable URL). A URL that starts with
+    exactly `scheme://host:port/` (or `scheme://host/` on the default port) is, since the authority ends at
+    that slash; anything else is parsed and compared in full."""
+    scheme, host, port = home
+    if url.startswith(f"{scheme}://{host}:{port}/"):
+        return True
+    if {"http": 80, "https": 443}.get(scheme) == port and url.startswith(f"{scheme}://{host}/"):
+        return True
+    return origin(url) == home
+
+
 _SECRET_PARAMS = re.compile(r"(?:(?<=[?&])|^)(access_token|api_key)=[^&#]*", re.IGNORECASE)
 
 
@@ -80,10 +92,10 @@ class LinkWalk:
 
     def check(self, url: str, came_from: str) -> str:
         try:
-            where = origin(url)
+            home = on_origin(url, self.home)
         except ValueError as exc:
             raise PaginationError(f"next link is not a usable URL ({exc})", path=path_of(came_from)) from None
-        if where != self.home:
+        if not home:
             host = urlsplit(url).hostname or "?"
             raise PaginationError(
                 f"next link points to another host ({host}); not followed, so the token is not sent there",

@@ -35,7 +35,7 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
                                           per_page=per_page, round_no=round_no)]
         fetched = await fetch_all(client, planned)
         for planned_url, got in zip(planned, fetched):
-            if canonical(next_url) != canonical(planned_url):
+            if next_url != planned_url and canonical(next_url) != canonical(planned_url):
                 break  # the server's chain left the plan: follow the server from here
             if isinstance(got, ItemFailed):
                 raise got  # the walk needs this page, and it could not be fetched

@@ -184,13 +184,30 @@ async def test_same_host_redirect_followed():
     assert page.items == [{"id": 1}]
 
 
-async def test_foreign_url_never_requested():
+@pytest.mark.parametrize("url", [
+    "https://evil.test/api/v1/x",
+    "https://canvas.test@evil.test/api/v1/x",        # userinfo that looks like the host
+    "https://canvas.test:443@evil.test/api/v1/x",
+    "https://canvas.test.evil.test/api/v1/x",        # the host as a prefix of another
+    "https://canvas.test:4430/api/v1/x",             # another port
+    "http://canvas.test/api/v1/x",                   # another scheme
+])
+async def test_foreign_url_never_requested(url):
     c, _ = client()
     with aioresponses() as m:
         async with c:
             with pytest.raises(PaginationError, match="another host"):
-                await c.get_page("https://evil.test/api/v1/x")
+                await c.get_page(url)
         assert m.requests == {}
+
+
+@pytest.mark.parametrize("url", [f"{BASE}:443/api/v1/x", "HTTPS://Canvas.Test/api/v1/x"])
+async def test_the_same_origin_spelled_otherwise_is_home(url):
+    c, _ = client()
+    with aioresponses() as m:
+        m.get(re.compile(r".*/api/v1/x.*"), status=200, body=b"[]")
+        async with c:
+            assert (await c.get_page(url)).items == []
 
 
 async def test_token_echoed_by_server_is_redacted():

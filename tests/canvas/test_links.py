@@ -1,7 +1,7 @@
 import pytest
 
 from exporter.canvas.errors import PaginationError
-from exporter.canvas.links import LinkWalk, origin, page_number, pages_ahead, parse_link_header
+from exporter.canvas.links import LinkWalk, on_origin, origin, page_number, pages_ahead, parse_link_header
 
 BASE = "https://canvas.test/api/v1/courses/1/sections"
 
@@ -94,3 +94,19 @@ def test_first_url_without_page_is_page_one():
     w = LinkWalk(f"{BASE}?per_page=10&include%5B%5D=x", origin(BASE))
     with pytest.raises(PaginationError, match="repeats"):
         w.next_url({"next": f"{BASE}?include[]=x&page=1&per_page=10"}, 10, BASE)
+
+
+@pytest.mark.parametrize("url,expected", [
+    ("https://canvas.test/api/v1/x", True),
+    ("https://canvas.test:443/api/v1/x", True),
+    ("HTTPS://CANVAS.test/api/v1/x", True),
+    ("https://canvas.test@evil.test/api/v1/x", False),
+    ("https://canvas.test:443@evil.test/", False),
+    ("https://canvas.test.evil.test/", False),
+    ("https://canvas.test:4431/", False),
+    ("http://canvas.test/", False),
+])
+def test_on_origin_fast_path_agrees_with_full_parse(url, expected):
+    home = origin("https://canvas.test")
+    assert on_origin(url, home) is expected
+    assert (origin(url) == home) is expected
