@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import anyio
@@ -125,7 +126,7 @@ class _StalePages:
         self.in_a_row = 0
 
     def check(self, page: Page, fresh: pa.RecordBatch) -> None:
-        self.in_a_row = self.in_a_row + 1 if page.items and not fresh.num_rows else 0
+        self.in_a_row = self.in_a_row + 1 if page.item_count and not fresh.num_rows else 0
         if self.in_a_row >= self.LIMIT:
             raise PaginationError(f"{self.LIMIT} pages in a row brought only rows already listed; the next "
                                   "links do not lead to the end of the list", path=path_of(page.url), status=200)
@@ -256,8 +257,9 @@ class Crawler:
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
         stale = _StalePages()
-        async for page in self._pages(self.urls.course_sections(ref), params, what=f"course {ref.text}"):
-            batch = self._keep_new(_page_batch(SECTIONS, page), "id", seen, count=not recheck)
+        async for page in self._pages(self.urls.course_sections(ref), params, what=f"course {ref.text}",
+                                      convert=partial(_page_batch, SECTIONS)):
+            batch = self._keep_new(page.data, "id", seen, count=not recheck)
             stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
@@ -298,8 +300,9 @@ class Crawler:
         rows = 0
         stale = _StalePages()
         async for page in self._pages(self.urls.section_users(job.section_id), params,
-                                      what=f"section {job.section_id}", expected_items=job.expected_users):
-            batch = self._keep_new(_page_batch(SECTION_USERS, page, context), "user_id", seen)
+                                      what=f"section {job.section_id}", expected_items=job.expected_users,
+                                      convert=partial(_page_batch, SECTION_USERS, context=context)):
+            batch = self._keep_new(page.data, "user_id", seen)
             stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
@@ -318,8 +321,10 @@ class Crawler:
 
     # -- pagination --------------------------------------------------------------------------------------
     async def _pages(self, url: str, params: list[tuple[str, str]], *, what: str,
-                     expected_items: int | None = None, first_is_fatal: bool = False) -> AsyncIterator[Page]:
-        pages = iter_pages(self.client, url, params, per_page=self.per_page, expected_items=expected_items)
+                     expected_items: int | None = None, first_is_fatal: bool = False,
+                     convert: Callable[[Page], Any] | None = None) -> AsyncIterator[Page]:
+        pages = iter_pages(self.client, url, params, per_page=self.per_page, expected_items=expected_items,
+                           convert=convert)
         first = True
         try:
             async for page in pages:

@@ -70,6 +70,16 @@ class Page:
     items: list[dict[str, Any]]
     links: dict[str, str]
     size: int  # body bytes
+    data: Any = None  # what the caller made of the items (see `converted`); the items are then dropped
+    count: int = -1  # how many items the page held, once they are dropped
+
+    @property
+    def item_count(self) -> int:
+        return len(self.items) if self.count < 0 else self.count
+
+    def converted(self, convert: Callable[[Page], Any]) -> Page:
+        """This page with `convert(self)` as its data, and without the items (so they can be freed early)."""
+        return Page(self.url, [], self.links, self.size, convert(self), len(self.items))
 
 
 class _Retry(Exception):

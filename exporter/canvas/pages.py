@@ -7,7 +7,7 @@ in parallel (`links.pages_ahead`), and a prefetched page is used only if the wal
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -19,12 +19,18 @@ from exporter.canvas.links import LinkWalk, canonical, page_number, pages_ahead
 
 LINK_RETRIES = 2
 
+Getter = Callable[..., Awaitable[Page]]  # (url, params=None) -> Page
+
 
 async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_page: int = 100,
-                     expected_items: int | None = None) -> AsyncIterator[Page]:
-    page = await client.get_page(url, params)
+                     expected_items: int | None = None,
+                     convert: Callable[[Page], Any] | None = None) -> AsyncIterator[Page]:
+    """The pages of one list, in order. With `convert`, each page is converted as soon as it arrives (its
+    `data`), and its JSON items are dropped: pages fetched ahead then wait as compact data, not as dicts."""
+    get = _getter(client, convert)
+    page = await get(url, params)
     walk = LinkWalk(page.url, client.home)
-    page, next_url = await _settle(client, walk, page)
+    page, next_url = await _settle(get, client, walk, page)
     yield page
     last = page.links.get("last")
     last_page = page_number(last) if last else None
@@ -33,41 +39,51 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
         round_no += 1
         planned = [next_url, *pages_ahead(next_url, last_page=last_page, expected_items=expected_items,
                                           per_page=per_page, round_no=round_no)]
-        fetched = await fetch_all(client, planned)
+        fetched = await fetch_all(get, planned)
         for planned_url, got in zip(planned, fetched):
             if next_url != planned_url and canonical(next_url) != canonical(planned_url):
                 break  # the server's chain left the plan: follow the server from here
             if isinstance(got, ItemFailed):
                 raise got  # the walk needs this page, and it could not be fetched
-            page, next_url = await _settle(client, walk, got)
+            page, next_url = await _settle(get, client, walk, got)
             yield page
             if next_url is None:
                 return
 
 
-async def _settle(client: CanvasClient, walk: LinkWalk, page: Page) -> tuple[Page, str | None]:
+def _getter(client: CanvasClient, convert: Callable[[Page], Any] | None) -> Getter:
+    if convert is None:
+        return client.get_page
+
+    async def get(url: str, params: Any = None) -> Page:
+        return (await client.get_page(url, params)).converted(convert)
+
+    return get
+
+
+async def _settle(get: Getter, client: CanvasClient, walk: LinkWalk, page: Page) -> tuple[Page, str | None]:
     """A page and the URL after it. A Link chain that loops or leaves the host may be a passing fault
     (a proxy, a cache): fetch the page again, up to LINK_RETRIES times, before calling it an error."""
     for attempt in range(LINK_RETRIES + 1):
         try:
-            return page, walk.next_url(page.links, len(page.items), page.url)
+            return page, walk.next_url(page.links, page.item_count, page.url)
         except PaginationError:
             if attempt == LINK_RETRIES:
                 raise
             client.stats.retries += 1
             client.stats.retry_reasons["bad_link"] += 1
-            page = await client.get_page(page.url)
+            page = await get(page.url)
     raise AssertionError("unreachable")
 
 
-async def fetch_all(client: CanvasClient, urls: list[str]) -> list[Page | ItemFailed]:
+async def fetch_all(get: Getter, urls: list[str]) -> list[Page | ItemFailed]:
     """Fetch pages concurrently (under the client's global limit). A page that fails is returned as its
     error, not raised: a page fetched ahead may turn out not to be needed."""
     results: list[Page | ItemFailed | None] = [None] * len(urls)
 
     async def fetch(i: int) -> None:
         try:
-            results[i] = await client.get_page(urls[i])
+            results[i] = await get(urls[i])
         except ItemFailed as exc:
             results[i] = exc
 
