@@ -108,6 +108,29 @@ class ResumeState:
         return state
 
 
+async def _put(stream: ObjectSendStream[Any], item: Any) -> None:
+    """Send without a trip round the event loop when the stream has room (anyio's send always makes one)."""
+    try:
+        stream.send_nowait(item)
+    except anyio.WouldBlock:
+        await stream.send(item)
+
+
+async def _items(stream: ObjectReceiveStream[Any]) -> AsyncIterator[Any]:
+    """A stream's items, taken without a trip round the event loop while some are waiting."""
+    while True:
+        try:
+            item = stream.receive_nowait()
+        except anyio.WouldBlock:
+            try:
+                item = await stream.receive()
+            except anyio.EndOfStream:
+                return
+        except anyio.EndOfStream:
+            return
+        yield item
+
+
 def _page_batch(table: Table, page: Page, context: dict[str, int] | None = None) -> pa.RecordBatch:
     try:
         return to_batch(table, page.items, page.url, context)
@@ -188,7 +211,7 @@ class Crawler:
             if self._first_pass_left:
                 await self._first_pass_done.wait()
             for ref in list(self._listed):
-                await courses.send(CourseTask(ref, recheck=True))
+                await _put(courses, CourseTask(ref, recheck=True))
 
     async def _first_pass(self, courses: ObjectSendStream[CourseTask], jobs: ObjectSendStream[SectionJob]) -> None:
         # Rosters of sections whose course list is already durable but whose users are not.
@@ -197,7 +220,7 @@ class Crawler:
             if job.section_id in self.resume.done_sections:
                 self.progress.sections_done += 1
             else:
-                await jobs.send(job)
+                await _put(jobs, job)
         scope = self.config.scope
         if scope.account is None:
             self.progress.courses_total = len(scope.courses)
@@ -224,12 +247,12 @@ class Crawler:
             self._listed.append(ref)
         else:
             self._first_pass_left += 1
-            await courses.send(CourseTask(ref))
+            await _put(courses, CourseTask(ref))
 
     async def _course_worker(self, courses: ObjectReceiveStream[CourseTask], jobs: ObjectSendStream[SectionJob],
                              units: ObjectSendStream[Unit]) -> None:
         async with courses, jobs, units:
-            async for task in courses:
+            async for task in _items(courses):
                 ref = task.ref
                 try:
                     unit, new_jobs = await self._course_sections(ref, task.recheck)
@@ -240,9 +263,9 @@ class Crawler:
                         self._record(f"recheck of course {ref.text}", exc)
                 else:
                     if unit.rows or not task.recheck:
-                        await units.send(unit)
+                        await _put(units, unit)
                     for job in new_jobs:
-                        await jobs.send(job)
+                        await _put(jobs, job)
                     if not task.recheck:
                         self._listed.append(ref)
                 if not task.recheck:
@@ -283,13 +306,13 @@ class Crawler:
 
     async def _section_worker(self, jobs: ObjectReceiveStream[SectionJob], units: ObjectSendStream[Unit]) -> None:
         async with jobs, units:
-            async for job in jobs:
+            async for job in _items(jobs):
                 try:
                     unit = await self._section_users(job)
                 except ItemFailed as exc:
                     self._record(f"section {job.section_id}", exc)
                 else:
-                    await units.send(unit)
+                    await _put(units, unit)
                 self.progress.sections_done += 1
 
     async def _section_users(self, job: SectionJob) -> Unit:
@@ -311,7 +334,7 @@ class Crawler:
 
     async def _writer(self, units: ObjectReceiveStream[Unit]) -> None:
         async with units:
-            async for unit in units:
+            async for unit in _items(units):
                 try:
                     if self.snapshot.add(unit.table, unit.key, unit.batches):
                         await anyio.to_thread.run_sync(self.snapshot.settle, unit.table)

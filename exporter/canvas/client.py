@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 import anyio
@@ -142,6 +143,9 @@ class CanvasClient:
             raise PaginationError(f"not a usable URL ({exc})", path=path_of(url)) from None
         if foreign:
             raise PaginationError("refusing to send the token to another host", path=path_of(url))
+        if params:  # encoded once here, as Canvas's own links encode them (`include%5B%5D=x`)
+            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            params = None
         retry = self.config.retry
         failures = throttles = 0
         while True:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urljoin, urlsplit
+from urllib.parse import unquote_plus, urljoin, urlsplit
 
 from exporter.canvas.errors import PaginationError
 
@@ -74,10 +74,13 @@ def path_of(url: str) -> str:
 def canonical(url: str) -> tuple[str, ...]:
     """A URL's identity for cycle detection: the same page however its query is spelled or ordered."""
     parts = urlsplit(url)
-    pairs = parse_qsl(parts.query, keep_blank_values=True)
-    if not any(k == "page" for k, _ in pairs):
-        pairs.append(("page", "1"))  # a list's first URL names no page: it is page 1
-    return (parts.path, *sorted(f"{k}={v}" for k, v in pairs))
+    query = parts.query.split("#", 1)[0]
+    pairs = [p if "=" in p else f"{p}=" for p in query.split("&") if p]
+    if "%" in query or "+" in query:
+        pairs = [unquote_plus(p) for p in pairs]
+    if not any(p.startswith("page=") for p in pairs):
+        pairs.append("page=1")  # a list's first URL names no page: it is page 1
+    return (parts.path, *sorted(pairs))
 
 
 @dataclass
