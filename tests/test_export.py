@@ -83,6 +83,10 @@ async def test_throttling_is_retried_and_loses_nothing(institution, tmp_path, mo
     options = SimOptions(throttle=True, throttle_mode=mode, bucket=BucketParams(hwm=600, up_front_cost=50),
                          latency_ms=5, request_cost=4.0)
     async with Simulator(institution, options) as sim:
+        # Another client of the same token has just filled the bucket to 45 below its mark: the first start
+        # is refused whatever the pacer does, and the rest must wait for the leak.
+        bucket = sim.bucket(ADMIN_TOKEN)
+        bucket.count, bucket.last_touched = 555.0, options.clock()
         result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), concurrency=32))
     assert sim.stats.throttled > 0
     m = manifest(tmp_path, result.snapshot_id)

@@ -197,7 +197,7 @@ class CanvasClient:
             target: URL = URL(url, encoded=True)
         except ValueError as exc:
             raise BadResponse(f"not a usable URL ({exc})", path=path_of(url)) from None
-        async with self.limit.slot():
+        async with self.limit.slot() as slot:
             for _ in range(_MAX_REDIRECTS + 1):
                 self.stats.requests += 1
                 try:
@@ -210,7 +210,8 @@ class CanvasClient:
                         self.stats.responses += 1
                         self.stats.bytes += len(body)
                         self.stats.by_status[resp.status] += 1
-                        self.limit.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")))
+                        slot.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")),
+                                         _float(resp.headers.get("X-Request-Cost")))
                         return self._classify(str(resp.url), resp, body)
                 except aiohttp.ClientConnectorError as exc:
                     raise _Retry(f"connection failed: {type(exc).__name__}", connect=True) from None

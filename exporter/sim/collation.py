@@ -20,7 +20,20 @@ _FOLD = str.maketrans(
 )
 
 
+_KEYS: dict[str, tuple[str, str, str]] = {}  # a pure function of the text: memoized, never stale
+_MAX_KEYS = 1_000_000
+
+
 def collation_key(text: str) -> tuple[str, str, str]:
+    key = _KEYS.get(text)
+    if key is None:
+        key = _collation_key(text)
+        if len(_KEYS) < _MAX_KEYS:
+            _KEYS[text] = key
+    return key
+
+
+def _collation_key(text: str) -> tuple[str, str, str]:
     decomposed = unicodedata.normalize("NFD", text)
     primary = "".join(c for c in decomposed if not unicodedata.combining(c)).translate(_FOLD).casefold()
     return (primary, decomposed.casefold(), text.swapcase())

@@ -2,13 +2,14 @@
 the five that change sections).
 
 Each mirrors its Canvas controller action: lookup (404), permission (401/403), parameters (400), then the
-collection, paged the way that action pages it.
+collection, paged the way that action pages it. The answer is JSON-ready Python (`Reply.payload`), or,
+when the call carries the server's RenderCache, the same JSON already as bytes (`Reply.body`, render.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Collection
+from typing import TYPE_CHECKING, Any, Callable, Collection, Hashable
 
 from exporter.sim.auth import Permissions
 from exporter.sim.collation import casefold_contains
@@ -24,6 +25,9 @@ from exporter.sim.pagination import (
 )
 from exporter.sim.refs import resolve_account, resolve_course, resolve_section
 from exporter.sim.views import STUDENTS_CAP, course_json, enrollment_json, iso, section_json, user_json
+
+if TYPE_CHECKING:
+    from exporter.sim.render import RenderCache
 
 NOT_FOUND_BODY = {"errors": [{"message": "The specified resource does not exist."}]}
 UNAUTHORIZED_BODY = {"status": "unauthorized", "errors": [{"message": "user not authorized to perform that action"}]}
@@ -69,14 +73,39 @@ class Call:
     min_search_term_length: int = MIN_SEARCH_TERM_LENGTH
     lenient_dates: bool = False
     now: float = 0.0  # wall-clock seconds when the request arrived (created_at of a new section)
+    string_ids: bool = False  # Accept: application/json+canvas-string-ids (applied by whoever renders)
+    render: RenderCache | None = None  # GETs: answer with the cached bytes of each item
 
 
 @dataclass(slots=True)
 class Reply:
-    payload: Any  # JSON-ready Python value
+    payload: Any  # JSON-ready Python value (integer ids; the server applies string ids); None with body
     links: PageLinks | None = None
     per_page: int = 0
     headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None  # the payload already as JSON, string ids applied if the call asked
+    items: int = 1  # with body: how many items it holds (X-Request-Cost may depend on it)
+
+
+def _page_reply(call: Call, variant: tuple, items: list, offset: int, count: int,
+                build: Callable[[Any], dict[str, Any]], links: PageLinks | None = None, per_page: int = 0) -> Reply:
+    """items[offset:offset + count] (courses or sections, keyed by id), from the cache when the call has
+    one, else as Python values. `items` is a list the institution caches (render.RenderCache.page)."""
+    if call.render is None:
+        return Reply([build(item) for item in items[offset:offset + count]], links, per_page)
+    body, n = call.render.page(variant, items, offset, count, string_ids=call.string_ids, key=_by_id,
+                               build=lambda some: [build(item) for item in some])
+    return Reply(None, links, per_page, body=body, items=n)
+
+
+def _one_reply(call: Call, variant: tuple, item: Any, key: Hashable, build: Callable[[Any], dict[str, Any]]) -> Reply:
+    if call.render is None:
+        return Reply(build(item))
+    return Reply(None, body=call.render.one(variant, item, key, build, call.string_ids))
+
+
+def _by_id(item: Course | Section) -> int:
+    return item.id
 
 
 def truthy(value: str | list[str] | None) -> bool:
@@ -152,7 +181,9 @@ def account_courses(inst: Institution, call: Call, account_ref: str) -> Reply:
         chunk, links = known_total_page(courses, page, per_page)
     else:
         chunk, links = unknown_total_page(courses, page, per_page)
-    return Reply([course_json(inst, c, call.perms) for c in chunk], links, per_page)
+    perms = call.perms
+    return _page_reply(call, ("course", perms), courses, (page - 1) * per_page, len(chunk),
+                       lambda c: course_json(inst, c, perms), links, per_page)
 
 
 def _course_matches(c: Course, published: bool | None, term: str | None, read_sis: bool) -> bool:
@@ -167,7 +198,8 @@ def _course_matches(c: Course, published: bool | None, term: str | None, read_si
 def course_show(inst: Institution, call: Call, course_ref: str) -> Reply:
     allow_deleted = "all_courses" in as_list(call.params.get("include"))
     course = _readable_course(inst, call, course_ref, allow_deleted=allow_deleted)
-    return Reply(course_json(inst, course, call.perms))
+    perms = call.perms
+    return _one_reply(call, ("course", perms), course, course.id, lambda c: course_json(inst, c, perms))
 
 
 # ----- GET /api/v1/courses/:course_id/sections -----
@@ -178,13 +210,23 @@ def course_sections(inst: Institution, call: Call, course_ref: str) -> Reply:
     sections: list[Section] = inst.course_sections(course.id)
     term = _search_term(call)
     if term is not None:
-        sections = [s for s in sections if casefold_contains(s.name, term)]
-    cap = call.students_cap
+        everything = sections
+        sections = inst.cached(("course_sections_search", course.id, term),
+                               lambda: [s for s in everything if casefold_contains(s.name, term)])
+    variant, build = _section_rendering(inst, call, includes)
     if _present(call.params.get("all")):
-        return Reply([section_json(inst, s, call.perms, includes, students_cap=cap) for s in sections])
+        return _page_reply(call, variant, sections, 0, len(sections), build)
     per_page = per_page_for(call.params)
-    chunk, links = known_total_page(sections, page_for(call.params), per_page)
-    return Reply([section_json(inst, s, call.perms, includes, students_cap=cap) for s in chunk], links, per_page)
+    page = page_for(call.params)
+    chunk, links = known_total_page(sections, page, per_page)
+    return _page_reply(call, variant, sections, (page - 1) * per_page, len(chunk), build, links, per_page)
+
+
+def _section_rendering(inst: Institution, call: Call, includes: frozenset[str]
+                       ) -> tuple[tuple, Callable[[Section], dict[str, Any]]]:
+    """section_json's variant key (all it reads besides the model) and the builder."""
+    perms, cap = call.perms, call.students_cap
+    return ("section", perms, includes, cap), lambda s: section_json(inst, s, perms, includes, students_cap=cap)
 
 
 # ----- GET /api/v1/courses/:course_id/sections/:id and GET /api/v1/sections/:id -----
@@ -195,13 +237,15 @@ def course_section_show(inst: Institution, call: Call, course_ref: str, section_
     if section is None or section.workflow_state != "active" or section.course_id != course.id:
         raise not_found()
     includes = frozenset(as_list(call.params.get("include")))
-    return Reply(section_json(inst, section, call.perms, includes, students_cap=call.students_cap))
+    variant, build = _section_rendering(inst, call, includes)
+    return _one_reply(call, variant, section, section.id, build)
 
 
 def section_show(inst: Institution, call: Call, section_ref: str) -> Reply:
     section = _readable_section(inst, call, section_ref)
     includes = frozenset(as_list(call.params.get("include")))
-    return Reply(section_json(inst, section, call.perms, includes, students_cap=call.students_cap))
+    variant, build = _section_rendering(inst, call, includes)
+    return _one_reply(call, variant, section, section.id, build)
 
 
 # ----- GET /api/v1/sections/:id/users (modelled on CoursesController#users) -----
@@ -257,11 +301,33 @@ def section_users(inst: Institution, call: Call, section_ref: str) -> Reply:
     includes.update(("sis_user_id", "email"))
     roster = filtered_roster(inst, section.id, flt)
     per_page = per_page_for(call.params)
-    chunk, links = unknown_total_page(roster, page_for(call.params), per_page)
+    page = page_for(call.params)
+    chunk, links = unknown_total_page(roster, page, per_page)
     # Test students are dropped after paging, so a page can come out short while `next` stays.
-    if not ("test_student" in includes or (flt.types and "StudentViewEnrollment" in flt.types)):
+    keep_test_students = "test_student" in includes or bool(flt.types and "StudentViewEnrollment" in flt.types)
+    if call.render is not None and "enrollments" not in includes:  # with enrollments: not cached
+        perms = call.perms
+        variant = ("user", perms, USER_INCLUDES & includes, keep_test_students)
+        body, n = call.render.page(variant, roster, (page - 1) * per_page, len(chunk), string_ids=call.string_ids,
+                                   key=_user_key, build=lambda entries: users_json_fast(entries, perms, includes),
+                                   drop=None if keep_test_students else _is_test_student)
+        return Reply(None, links, per_page, body=body, items=n)
+    if not keep_test_students:
         chunk = [r for r in chunk if not r.user.fake_student]
     return Reply(users_payload(inst, chunk, call.perms, includes, flt), links, per_page)
+
+
+# users_json_fast reads these include[] values only; the others do not change a user's JSON
+USER_INCLUDES = frozenset({"sis_user_id", "email", "avatar_url"})
+
+
+def _user_key(entry: RosterEntry) -> tuple[int, bool]:
+    """What a user's JSON depends on besides the variant: the user, and whether personal fields show."""
+    return entry.user.id, entry.personal_hidden
+
+
+def _is_test_student(entry: RosterEntry) -> bool:
+    return entry.user.fake_student
 
 
 def users_payload(inst: Institution, entries: list[RosterEntry], perms: Permissions, includes: set[str],

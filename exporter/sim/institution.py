@@ -303,21 +303,35 @@ class Institution:
         key = ("roster", section_id)
         found = self._views.get(key)
         if found is None:
-            by_user: dict[int, list[Enrollment]] = {}
-            for e in self._enrollments_by_section.get(section_id, ()):
-                if e.workflow_state != "deleted":
-                    by_user.setdefault(e.user_id, []).append(e)
-            entries = []
-            for user_id, enrollments in by_user.items():
+            found = self._views[key] = self._build_roster(section_id)
+        return found  # type: ignore[return-value]
+
+    def _build_roster(self, section_id: int) -> list[RosterEntry]:
+        by_user: dict[int, list[Enrollment]] = {}
+        for e in self._enrollments_by_section.get(section_id, ()):
+            if e.workflow_state != "deleted":
+                same = by_user.get(e.user_id)
+                if same is None:
+                    by_user[e.user_id] = [e]
+                else:
+                    same.append(e)
+        users = self.users
+        keyed: list[tuple[tuple, RosterEntry]] = []
+        for user_id, enrollments in by_user.items():
+            if len(enrollments) == 1:  # most users: one enrollment, no generator needed
+                state = enrollments[0].workflow_state
+                if state == "rejected":
+                    continue
+                visible, hidden = tuple(enrollments), state in PENDING_STATES
+            else:
                 visible = tuple(e for e in enrollments if e.workflow_state != "rejected")
                 if not visible:
                     continue
                 hidden = all(e.workflow_state in PENDING_STATES for e in enrollments)
-                entries.append(RosterEntry(self.users[user_id], visible, hidden))
-            entries.sort(key=lambda r: (_user_sort_key(r.user), r.user.id))
-            found = entries
-            self._views[key] = found
-        return found  # type: ignore[return-value]
+            user = users[user_id]
+            keyed.append(((user.sort_key or _user_sort_key(user), user.id), RosterEntry(user, visible, hidden)))
+        keyed.sort(key=_first)  # the keys are unique (user ids), so entries are never compared
+        return [entry for _, entry in keyed]
 
     def total_students(self, section_id: int) -> int:
         key = ("total_students", section_id)
@@ -515,6 +529,10 @@ def gc_paused():  # noqa: ANN201
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _first(pair: tuple) -> object:
+    return pair[0]
 
 
 def _user_sort_key(user: User) -> tuple:

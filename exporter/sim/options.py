@@ -37,3 +37,6 @@ class SimOptions:
     # A section date that is not ISO 8601: False gives a 400 with Canvas's error shape; True stores null,
     # as Rails' typecast of an unparseable string would (what Canvas most likely does; not observed).
     lenient_dates: bool = False
+    # GET answers joined from each item's cached JSON bytes (render.py), dropped whenever the institution
+    # changes; False builds every answer from the model (the reference the cache is tested against).
+    render_cache: bool = True

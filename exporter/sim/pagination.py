@@ -145,11 +145,21 @@ def past_end(page: int) -> tuple[list, PageLinks]:
 def link_header(base_url: str, params: Params, links: PageLinks, per_page: int) -> str | None:
     """build_links_hash + build_links_from_hash: base?query&page=N&per_page=M, rels in Canvas's order,
     dropped in LINK_PRIORITY order past 6 KB. None when there is no link at all."""
+    return render_links(link_base(base_url, params), links, per_page)
+
+
+def link_base(base_url: str, params: Params) -> str:
+    """What every link of one list shares: the URL and the kept query, ready for `page=N&per_page=M`."""
     kept = {k: v for k, v in params.items() if k not in EXCLUDE_IN_PAGINATION_LINKS}
     base = base_url + ("&" if "?" in base_url else "?")
     query = to_query(kept) if kept else ""
     if query:
         base += query + "&"
+    return base
+
+
+def render_links(base: str, links: PageLinks, per_page: int) -> str | None:
+    """The Link header from link_base's text and the page numbers."""
     pages = {"current": links.current, "next": links.next, "prev": links.prev, "first": links.first,
              "last": links.last}
     rendered: dict[str, str] = {}

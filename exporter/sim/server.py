@@ -5,6 +5,11 @@ Paths are split from `request.raw_path` and each segment is percent-decoded exac
 `sis_course_id:MATH-101%2FF26` reaches the lookup as `sis_course_id:MATH-101/F26` whatever aiohttp's own
 path normalisation does.
 
+GET answers come from the RenderCache (render.py): each course, section and user rendered once per
+variant and institution state, joined into the page body. `options.render_cache = False` builds every
+answer from the model instead (the reference the cache is tested against). Parsed queries, routes and
+the query part of Link URLs are memoized by the request text they are a pure function of.
+
 Write requests (POST/PUT/DELETE) have their body read before the answer is built: a urlencoded form or a
 JSON object, merged with the query as Rails does (forms.py). A fault that replaces the answer (5xx,
 throttle) comes before the write, so nothing changes; a reset or cut body comes after it, so the change
@@ -14,6 +19,7 @@ is made and the client does not learn of it, as with a real server.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import socket
 import struct
@@ -34,7 +40,8 @@ from exporter.sim.faults import HTML_ERROR_BODY, NO_FAULTS, FaultInjector, Fault
 from exporter.sim.forms import BadBody, body_params, merge_params
 from exporter.sim.institution import Institution
 from exporter.sim.options import SimOptions
-from exporter.sim.pagination import InvalidPage, PageLinks, escape_segment, link_header, parse_query
+from exporter.sim.pagination import InvalidPage, PageLinks, Params, escape_segment, link_base, parse_query, render_links
+from exporter.sim.render import RenderCache
 from exporter.sim.views import stringify_ids
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -45,6 +52,7 @@ BAD_BODY = {"errors": [{"message": "An error occurred.", "error_code": "bad_requ
 INVALID_TOKEN_BODY = {"errors": [{"message": "Invalid access token."}]}
 UNAUTHENTICATED_BODY = {"status": "unauthenticated", "errors": [{"message": "user authorization required"}]}
 REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
+MEMO_LIMIT = 100_000  # entries a request-text memo holds before it starts over
 
 Hook = Callable[[web.BaseRequest], "None | Awaitable[None]"]
 
@@ -129,7 +137,7 @@ class Answer:
     headers: dict[str, str]
     kind: str = "unrouted"
     items: int = 0
-    links: tuple[str, dict, PageLinks, int] | None = None  # base URL, query params, pages, per_page
+    links: tuple[str, PageLinks, int] | None = None  # link_base text, pages, per_page
 
 
 def json_answer(status: int, payload: Any, headers: dict[str, str] | None = None, kind: str = "error") -> Answer:
@@ -162,6 +170,10 @@ class Simulator:
         self.hooks: list[Hook] = []
         self.buckets: dict[str, LeakyBucket] = {}
         self.faults = FaultInjector(self.options.seed)
+        self.render = RenderCache()
+        self._queries: dict[str, Params] = {}
+        self._routes: dict[tuple[str, str], tuple[Route, str] | None] = {}
+        self._link_bases: dict[tuple[str, str], str] = {}
         self._runner: web.ServerRunner | None = None
         self._closing = asyncio.Event()
         self.base_url = ""
@@ -211,7 +223,7 @@ class Simulator:
                 await result
         opts = self.options
         raw_path, _, query = request.raw_path.partition("?")
-        params = parse_query(query)
+        params = self._parse_query(query)
         token = bearer_token(request.headers.get("Authorization"), _scalar(params.get("access_token")))
         client = f"token:{token}" if token else f"ip:{request.remote}"
         plan = self.faults.plan(opts.faults, raw_path, client)
@@ -239,7 +251,7 @@ class Simulator:
             await self._wait(opts.latency_ms / 1000)
             if request.method in WRITE_METHODS:
                 params = await _write_params(request, query)
-            answer = self._answer(request, raw_path, params, token)
+            answer = self._answer(request, raw_path, query, params, token)
         except BaseException:
             if bucket is not None:  # a cancelled or failed request still hands back its up-front cost
                 bucket.settle(0.0)
@@ -260,7 +272,40 @@ class Simulator:
         except asyncio.TimeoutError:
             pass
 
-    def _answer(self, request: web.BaseRequest, raw_path: str, params: dict | BadBody, token: str | None) -> Answer:
+    def _parse_query(self, query: str) -> Params:
+        """parse_query, memoized; each request gets its own copy (lists too), free to change."""
+        parsed = self._queries.get(query)
+        if parsed is None:
+            if len(self._queries) >= MEMO_LIMIT:
+                self._queries.clear()
+            parsed = self._queries[query] = parse_query(query)
+        return {k: v.copy() if type(v) is list else v for k, v in parsed.items()}
+
+    def _route(self, raw_path: str, method: str) -> tuple[Route, str] | None:
+        """route() and the route's Link path, memoized (both are functions of the method and the path)."""
+        key = (raw_path, method)
+        try:
+            return self._routes[key]
+        except KeyError:
+            pass
+        if len(self._routes) >= MEMO_LIMIT:
+            self._routes.clear()
+        r = route(raw_path, method)
+        found = self._routes[key] = None if r is None else (r, r.path())
+        return found
+
+    def _link_base(self, base_url: str, query: str, params: Params) -> str:
+        """link_base for a GET, memoized by its URL (params are parse_query(query) then)."""
+        key = (base_url, query)
+        found = self._link_bases.get(key)
+        if found is None:
+            if len(self._link_bases) >= MEMO_LIMIT:
+                self._link_bases.clear()
+            found = self._link_bases[key] = link_base(base_url, params)
+        return found
+
+    def _answer(self, request: web.BaseRequest, raw_path: str, query: str, params: dict | BadBody,
+                token: str | None) -> Answer:
         """The whole answer, built without awaiting: a mutation never lands half-way through one."""
         opts = self.options
         if token is None:
@@ -270,28 +315,37 @@ class Simulator:
             return json_answer(401, INVALID_TOKEN_BODY, {"WWW-Authenticate": WWW_AUTHENTICATE}, "auth")
         if isinstance(params, BadBody):
             return json_answer(400, BAD_BODY)
-        r = route(raw_path, request.method)
-        if r is None:
+        method = request.method
+        routed = self._route(raw_path, method)
+        if routed is None:
             return json_answer(404, NOT_FOUND_BODY)
+        r, path = routed
+        inst = self.institution
+        reading = method not in WRITE_METHODS
+        string_ids = STRING_IDS in request.headers.get("Accept", "")
+        # Writes render from the model: they change it, and the cache checks its state once, here.
+        render = self.render.current(inst) if reading and opts.render_cache else None
         call = Call(perms, params, opts.forbidden_courses, students_cap=opts.students_cap,
                     min_search_term_length=opts.min_search_term_length, lenient_dates=opts.lenient_dates,
-                    now=opts.now())
+                    now=opts.now(), string_ids=string_ids, render=render)
         try:
-            reply = HANDLERS[r.kind](self.institution, call, *r.refs)
+            reply = HANDLERS[r.kind](inst, call, *r.refs)
         except Forbidden as e:
             return json_answer(403 if opts.auth_error_updates else 401, e.body, kind=r.kind)
         except HttpError as e:
             return json_answer(e.status, e.body, kind=r.kind)
         except InvalidPage:
             return json_answer(404, INVALID_PAGE_BODY, kind=r.kind)
-        payload = reply.payload
-        if STRING_IDS in request.headers.get("Accept", ""):
-            payload = stringify_ids(payload)
-        headers = {"Content-Type": JSON_TYPE}
-        answer = Answer(200, orjson.dumps(payload), headers, r.kind,
-                        len(payload) if isinstance(payload, list) else 1)
+        if reply.body is not None:
+            answer = Answer(200, reply.body, {"Content-Type": JSON_TYPE}, r.kind, reply.items)
+        else:
+            payload = stringify_ids(reply.payload) if string_ids else reply.payload
+            answer = Answer(200, orjson.dumps(payload), {"Content-Type": JSON_TYPE}, r.kind,
+                            len(payload) if isinstance(payload, list) else 1)
         if reply.links is not None:
-            answer.links = (f"{request.scheme}://{request.host}{r.path()}", params, reply.links, reply.per_page)
+            base_url = f"{request.scheme}://{request.host}{path}"
+            base = self._link_base(base_url, query, params) if reading else link_base(base_url, params)
+            answer.links = (base, reply.links, reply.per_page)
         return answer
 
     def _throttled(self, opts: SimOptions, remaining: str) -> Answer:
@@ -315,11 +369,11 @@ class Simulator:
 
     async def _send(self, request: web.BaseRequest, answer: Answer, plan: FaultPlan) -> web.StreamResponse:
         if answer.links is not None:
-            base, params, page_links, per_page = answer.links
+            base, page_links, per_page = answer.links
             if plan.link_loop and page_links.next is not None:
                 self.stats.faults["link_loop"] += 1
                 page_links = _loop_back(page_links)
-            header = link_header(base, params, page_links, per_page)
+            header = render_links(base, page_links, per_page)
             if header is not None:
                 answer.headers["Link"] = header
         self.stats.by_status[answer.status] += 1
@@ -370,6 +424,18 @@ async def _write_params(request: web.BaseRequest, query: str) -> dict | BadBody:
 # ----- the blocking entry point behind `canvas-export simulate` -----
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+YOUNG_GC_THRESHOLD = 50_000  # allocations between two young collections (CPython's default: 700)
+
+
+def tune_gc_for_serving() -> None:
+    """For a process that only serves one institution: move the heap built so far (the institution)
+    out of the cyclic GC's reach, and collect the young generation less often. Cold answers allocate many
+    objects that point into that heap, and every young collection reads the header of each object they
+    point to: scattered in memory, those reads are cache misses (about half the CPU of a cold roster)."""
+    gc.collect()
+    gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
 
 
 def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800, truth_out: str | None = None) -> None:
@@ -381,6 +447,7 @@ def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800
         from exporter.sim.truth import AccountScope, ground_truth
 
         ground_truth(institution, AccountScope("self")).write(truth_out)
+    tune_gc_for_serving()
 
     async def serve() -> None:
         async with Simulator(institution, options, host=host, port=port) as sim:
