@@ -37,6 +37,13 @@ NOTES = [
     "datetimes or datetime.fromisoformat); the ground-truth check compares values and Python types.",
     "canvasapi's Canvas.get_account() takes only an integer id and the simulator does not serve "
     "GET /api/v1/accounts/:id, so the canvasapi peer builds its Account object from the id 'self'.",
+    "The exporter's default run lists every course's sections twice: the second look (the recheck) catches a "
+    "section cross-listed while the crawl ran, which one pass can miss entirely. That is one request per course "
+    "beyond a perfect crawl (the 'more than a perfect crawl needs' lines). Under the throttle every request "
+    "costs bucket room, so there it costs time in proportion; the `exporter --no-recheck` rows show the same "
+    "crawl without it, i.e. what the pacing and fetching cost on their own.",
+    "The simulator renders each item's JSON once and serves later pages from those bytes (exporter/sim/render.py); "
+    "the cpu bound replay runs first and fetches every page, so the contenders after it get a warm simulator.",
 ]
 
 

@@ -136,14 +136,16 @@ MAX_AHEAD = 32
 
 
 def pages_ahead(next_url: str, *, last_page: int | None, expected_items: int | None, per_page: int,
-                round_no: int) -> list[str]:
+                round_no: int, speculate: bool = True) -> list[str]:
     """URLs of the pages after `next_url` worth fetching now, in parallel with it.
 
     Only when the pages are numbered (`page=N`), and only as many as are likely to exist: up to `last`
     when Canvas gave it; else up to what `expected_items` (e.g. a section's total_students) suggests;
     else a ramp that doubles each round (0, 0, 3, 7, 15, ...) so a long list of unknown length is not
     fetched one page at a time. Pages past the end are cheap `[]` answers and are never used: the
-    caller still walks the pages in `next` order and stops where the list ends.
+    caller still walks the pages in `next` order and stops where the list ends. Cheap, but not free
+    when Canvas meters the token: every request then costs bucket room, so with `speculate=False`
+    only pages known (`last`) or all but certain (`expected_items`) to exist are fetched ahead.
     """
     n = page_number(next_url)
     if n is None:
@@ -152,7 +154,9 @@ def pages_ahead(next_url: str, *, last_page: int | None, expected_items: int | N
         extra = last_page - n
     elif expected_items is not None and -(-expected_items // per_page) > n:
         extra = -(-expected_items // per_page) - n
-    else:
+    elif speculate:
         extra = (1 << round_no) - 1 if round_no >= 2 else 0
+    else:
+        extra = 0
     extra = max(0, min(extra, MAX_AHEAD))
     return [with_page(next_url, n + k) for k in range(1, extra + 1)]

@@ -85,6 +85,15 @@ def test_ahead_ramps_up_when_length_is_unknown():
     assert sizes == [0, 3, 7, 15, 31, 32, 32]
 
 
+def test_no_speculative_ahead_when_every_request_costs_bucket_room():
+    url = f"{BASE}?page=2&per_page=100"
+    assert pages_ahead(url, last_page=None, expected_items=None, per_page=100, round_no=5, speculate=False) == []
+    # pages that are known, or all but certain, to exist are still fetched ahead
+    known = pages_ahead(url, last_page=4, expected_items=None, per_page=100, round_no=5, speculate=False)
+    hinted = pages_ahead(url, last_page=None, expected_items=450, per_page=100, round_no=5, speculate=False)
+    assert [page_number(u) for u in known] == [3, 4] and [page_number(u) for u in hinted] == [3, 4, 5]
+
+
 @pytest.mark.parametrize("url", [f"{BASE}?page=bookmark:abc", f"{BASE}?cursor=2"])
 def test_no_ahead_for_opaque_pages(url):
     assert pages_ahead(url, last_page=9, expected_items=None, per_page=10, round_no=5) == []
