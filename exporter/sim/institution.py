@@ -229,8 +229,6 @@ class Institution:
             self._index_sis("course", c.sis_course_id, c.integration_id, c.id)
         for s in self.sections.values():
             self._index_sis("section", s.sis_section_id, s.integration_id, s.id)
-        for u in self.users.values():
-            u.sort_key = ()
         self.touch()
 
     def _index_sis(self, kind: str, sis_id: str | None, integration_id: str | None, id_: int) -> None:
@@ -240,9 +238,12 @@ class Institution:
             self._sis[(f"{kind}:integration", integration_id)] = id_
 
     def touch(self) -> None:
-        """Forget every cached view; call after changing model fields by hand."""
+        """Forget every cached view; call after changing model fields by hand (a name too: the users' sort
+        keys are forgotten with the views, so a changed sortable_name moves the user in every roster)."""
         self.version += 1
         self._views.clear()
+        for u in self.users.values():
+            u.sort_key = ()
 
     # ----- lookups by reference -----
 

@@ -166,3 +166,15 @@ def test_reindex_forgets_user_sort_keys() -> None:
     inst.users[f.U_ZOE].sortable_name = "Aaa, Zoë"
     inst.reindex()
     assert [r.user.id for r in inst.section_roster(f.S_XLIST)] == [f.U_ZOE, f.U_AGREN]
+
+
+def test_a_renamed_user_moves_in_the_roster_after_touch() -> None:
+    inst = Institution.generate(seed=2, courses=10)
+    section_id = max(inst.sections, key=lambda s: len(inst.section_roster(s)))
+    order = [e.user.id for e in inst.section_roster(section_id)]
+    first = inst.users[order[0]]
+    first.sortable_name = "zzzz, last now"
+    inst.touch()
+    now = [e.user.id for e in inst.section_roster(section_id)]
+    assert now != order and now.index(first.id) > 0
+    assert now == sorted(order, key=lambda u: (collation_key(inst.users[u].sortable_name), u))
