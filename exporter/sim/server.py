@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import signal
 import socket
 import struct
 import sys
@@ -450,6 +451,16 @@ def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800
     tune_gc_for_serving()
 
     async def serve() -> None:
+        stop = asyncio.Event()
+        # Ctrl-C and SIGTERM both stop it cleanly, also when SIGINT came in ignored (a shell without job
+        # control starts background jobs that way, and Python then leaves it ignored). Set before the banner,
+        # so a signal sent as soon as it is read is not lost.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(signum, stop.set)
+            except (NotImplementedError, RuntimeError):  # not on Windows' loop: Ctrl-C still raises
+                pass
         async with Simulator(institution, options, host=host, port=port) as sim:
             print(f"Canvas simulator at {sim.base_url} ({institution.counts()})", flush=True)
             print(f"export CANVAS_BASE_URL={sim.base_url}")
@@ -458,9 +469,10 @@ def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800
             if truth_out is not None:
                 print(f"# ground truth for --account self written to {truth_out}")
             print("Ctrl-C to stop.", flush=True)
-            await asyncio.Event().wait()
+            await stop.wait()
 
     try:
         asyncio.run(serve())
     except KeyboardInterrupt:
-        print("stopped", file=sys.stderr)
+        pass
+    print("stopped", file=sys.stderr)

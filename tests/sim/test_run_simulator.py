@@ -37,4 +37,25 @@ def test_serves_until_interrupted(tmp_path) -> None:  # noqa: ANN001
         assert (tmp_path / "truth" / "sections.jsonl").exists()
     finally:
         proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=10) == 0
+        finally:
+            proc.kill()  # never left behind, whatever happened above
+            proc.wait()
+    assert proc.stderr.read().strip().endswith("stopped")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_stops_cleanly_on_sigint_even_if_inherited_ignored_and_on_sigterm(tmp_path, signum) -> None:  # noqa: ANN001
+    # started with SIGINT ignored, as a shell without job control starts a background job
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; " + SCRIPT, str(tmp_path / "truth")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().startswith("Canvas simulator at")
+        proc.send_signal(signum)
         assert proc.wait(timeout=10) == 0
+        assert proc.stderr.read().strip().endswith("stopped")
+    finally:
+        proc.kill()
+        proc.wait()
