@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", allow_abbrev=False, help="run the built-in Canvas simulator and crawl it (no network needed)",
                           description="Start the simulator in this process, export its institution, and "
                                       "check the result against the simulator's ground truth.")
-    _add_output_args(demo, default_hint="./canvas-export-demo")
+    _add_output_args(demo, default_hint="./canvas-export-demo, never $CANVAS_EXPORT_OUT")
     demo.add_argument("--courses", type=int, default=100, help="size of the simulated institution (courses)")
     demo.add_argument("--seed", type=int, default=1, help="seed of the simulated institution")
     _add_tuning_args(demo)
@@ -115,9 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_output_args(p: argparse.ArgumentParser, default_hint: str = "./canvas-export") -> None:
-    p.add_argument("--out", default=None,
-                   help=f"output folder or URI (default: $CANVAS_EXPORT_OUT or {default_hint})")
+def _add_output_args(p: argparse.ArgumentParser, default_hint: str = "$CANVAS_EXPORT_OUT or ./canvas-export") -> None:
+    p.add_argument("--out", default=None, help=f"output folder or URI (default: {default_hint})")
 
 
 def _add_tuning_args(p: argparse.ArgumentParser) -> None:
@@ -234,6 +233,21 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
+_SECRETS: list[str] = []  # the run's token once read: never printed, whatever a message quotes
+
+
+def _redacted(text: str) -> str:
+    for secret in _SECRETS:
+        if secret:
+            text = text.replace(secret, "[token]")
+    return text
+
+
+def _error(command: str, text: str) -> None:
+    """One line on stderr, the token removed (a hostile server can put it in a path, a header, a body)."""
+    print(_redacted(f"canvas-export {command}: {text}"), file=sys.stderr)
+
+
 class _Redact(logging.Filter):
     def __init__(self, secret: str) -> None:
         super().__init__()
@@ -265,6 +279,7 @@ def setup_logging(args: argparse.Namespace, token: Secret | None = None) -> None
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s"))
     if token is not None:
         handler.addFilter(_Redact(token.reveal()))
+        _SECRETS.append(token.reveal())
     root = logging.getLogger("exporter")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -351,7 +366,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     setup_logging(args, token)
     config = crawl_config(args, token)
     result = anyio.run(_run_export, config, _want_progress(args), backend_options=event_loop_options())
-    print(summary(result))
+    print(_redacted(summary(result)))
     return EXIT_OK if result.status == "complete" else EXIT_PARTIAL
 
 
@@ -359,7 +374,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     setup_logging(args)
     from exporter.demo import run_demo
 
-    return run_demo(args, _out(args, "canvas-export-demo"), _want_progress(args))
+    # not CANVAS_EXPORT_OUT: that names the user's real export folder, no place for simulated data
+    return run_demo(args, args.out or "canvas-export-demo", _want_progress(args))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -388,13 +404,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:
-        print(f"canvas-export {args.command}: {exc}", file=sys.stderr)
+        _error(args.command, str(exc))
         return EXIT_NOTHING_COMMITTED
-    except (RunAborted, SnapshotError) as exc:
-        print(f"canvas-export {args.command}: nothing committed: {exc}", file=sys.stderr)
-        return EXIT_NOTHING_COMMITTED
-    except CanvasError as exc:
-        print(f"canvas-export {args.command}: nothing committed: {exc}", file=sys.stderr)
+    except (RunAborted, SnapshotError, CanvasError) as exc:
+        _error(args.command, f"nothing committed: {exc}")
         return EXIT_NOTHING_COMMITTED
     except KeyboardInterrupt:
         print(f"canvas-export {args.command}: interrupted; nothing committed. Rerun with --resume to continue.",

@@ -144,3 +144,12 @@ def test_snapshot_id_cannot_be_reused(sim, token, tmp_path, capsys):
 def test_demo_runs_and_matches_truth(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--courses", "6", "--no-progress"]) == 0
     assert "Identical to the simulator's ground truth" in capsys.readouterr().out
+
+
+def test_demo_never_writes_into_the_real_export_folder(tmp_path, capsys, monkeypatch):
+    real = tmp_path / "warehouse-exports"
+    monkeypatch.setenv("CANVAS_EXPORT_OUT", str(real))
+    monkeypatch.chdir(tmp_path)
+    assert main(["demo", "--courses", "3", "--no-progress"]) == 0
+    assert not real.exists()
+    assert (tmp_path / "canvas-export-demo" / "_manifests").is_dir()

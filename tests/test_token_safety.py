@@ -312,6 +312,29 @@ def test_refused_token_echoed_by_the_server_is_not_printed(inst, tmp_path, capsy
     assert leaks(printed.out + printed.err) == []
 
 
+def test_a_run_that_aborts_on_the_account_listing_does_not_print_the_token(inst, tmp_path, capsys, cli_env):
+    # The listing redirects to a URL holding the token, then answers with something that is not JSON: the
+    # run stops (nothing is known of the scope), and its one-line error quotes the path.
+    def redirect_then_html(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if "x" in request.rel_url.query:
+            return web.Response(status=200, text=f"<html>{SECRET}</html>", content_type="text/html")
+        raise web.HTTPFound(f"/api/v1/accounts/self/courses?x={SECRET}")
+
+    @asynccontextmanager
+    async def servers():
+        async with proxied(inst, {r"^/api/v1/accounts/self/courses$": redirect_then_html}) as pair:
+            yield pair
+
+    with threaded(servers) as (_, proxy):
+        code = run_cli(["crawl", "--base-url", proxy.base_url, "--account", "self", "--out", str(tmp_path),
+                        "--log-format", "text", "--no-progress"])
+    printed = capsys.readouterr()
+    assert code == 2
+    assert "nothing committed" in printed.err and "[token]" in printed.err
+    assert leaks(printed.out + printed.err) == []
+    assert files_leaking(tmp_path) == {}
+
+
 def test_a_token_given_as_a_flag_value_is_refused_without_echoing_it(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("CANVAS_API_TOKEN", raising=False)
     code = run_cli(["crawl", "--base-url", "https://canvas.example.edu", "--account", "self",
