@@ -8,6 +8,8 @@ truth. A row repeated across pages is not a failure: it is kept once and counted
 
 from __future__ import annotations
 
+import gzip
+
 import re
 import time
 import tracemalloc
@@ -401,6 +403,25 @@ async def test_huge_body_is_refused_without_exhausting_memory(inst, tmp_path, de
     if declare_length:
         assert streamed.bytes_written < 16 * 1024 * 1024  # refused from the header, before reading
     assert elapsed < 30
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+
+
+async def test_a_gzip_bomb_is_refused_by_what_it_inflates_to(inst, tmp_path):
+    # 64 MB of JSON padding gzips to about 64 KB: Content-Length says little, the inflated body is what counts
+    pattern, item, path = target(inst, "users")
+    padding = b"[" + b" " * (4 * 1024 * 1024) + b"]"
+    bomb = gzip.compress(padding, compresslevel=9)
+    cap = 1024 * 1024
+
+    async def gzip_bomb(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return web.Response(status=200, body=bomb, headers={"Content-Type": "application/json",
+                                                            "Content-Encoding": "gzip"})
+
+    async with proxied(inst, {pattern: gzip_bomb}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, max_body_bytes=cap))
+    assert len(bomb) < cap < len(padding)
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_response" and f"exceeds the {cap}-byte limit" in failure["reason"]
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
 
 

@@ -210,8 +210,10 @@ class CanvasClient:
                         self.stats.responses += 1
                         self.stats.bytes += len(body)
                         self.stats.by_status[resp.status] += 1
-                        slot.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")),
-                                         _float(resp.headers.get("X-Request-Cost")))
+                        cost = _float(resp.headers.get("X-Request-Cost"))
+                        if cost is None and resp.status < 400:
+                            cost = 0.0  # an answered request was admitted: only a refusal comes without a cost
+                        slot.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")), cost)
                         return self._classify(str(resp.url), resp, body)
                 except aiohttp.ClientConnectorError as exc:
                     raise _Retry(f"connection failed: {type(exc).__name__}", connect=True) from None
@@ -244,7 +246,9 @@ class CanvasClient:
         if resp.content_length is not None and resp.content_length > cap:
             raise BadResponse(f"response body of {resp.content_length} bytes exceeds the {cap}-byte limit",
                               path=path_of(url), status=resp.status)
-        if resp.content_length is not None:
+        # Content-Length counts the bytes on the wire: with a Content-Encoding, aiohttp inflates them, and a
+        # small gzip can become gigabytes. Only an unencoded body is read whole; the rest is counted as inflated.
+        if resp.content_length is not None and resp.headers.get("Content-Encoding", "identity") == "identity":
             return await resp.read()  # aiohttp reads exactly Content-Length bytes, or raises
         chunks: list[bytes] = []
         total = 0

@@ -19,7 +19,11 @@ _ENTRY = re.compile(r"<([^>]*)>([^<]*)")
 _REL = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
 _PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)page=([^&#]*)")
 
-MAX_PLANNED_PAGES = 100_000
+# One list (a course's sections, a section's roster) is held in memory until it is complete, so a list that
+# never ends would grow without bound. Canvas's largest sections hold tens of thousands of users; a list past
+# either limit is called an error of the server's pagination, not fetched on.
+MAX_LIST_ITEMS = 1_000_000
+MAX_LIST_PAGES = 100_000
 
 
 def parse_link_header(values: str | list[str] | None, base_url: str = "") -> dict[str, str]:
@@ -89,9 +93,12 @@ class LinkWalk:
 
     first_url: str
     home: tuple[str, str, int | None]
+    max_items: int = MAX_LIST_ITEMS
+    max_pages: int = MAX_LIST_PAGES
 
     def __post_init__(self) -> None:
         self.seen: set[tuple[str, ...]] = {canonical(self.first_url)}
+        self.items = 0
 
     def check(self, url: str, came_from: str) -> str:
         try:
@@ -116,6 +123,11 @@ class LinkWalk:
         nxt = links.get("next")
         if not nxt or item_count == 0:
             return None
+        self.items += item_count
+        if self.items >= self.max_items or len(self.seen) >= self.max_pages:
+            raise PaginationError(f"the list goes on past {len(self.seen):,} pages and {self.items:,} items "
+                                  f"(limits {self.max_pages:,} and {self.max_items:,}); its next links do not "
+                                  "lead to an end", path=path_of(came_from))
         return self.check(nxt, came_from)
 
 

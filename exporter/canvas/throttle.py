@@ -50,6 +50,7 @@ Around the pacer:
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections import deque
@@ -57,6 +58,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,9 @@ class ThrottleRule:
     min_outflow: float = 0.5  # never assume a slower leak, so no wait grows without bound
     quiet: int = 16  # answers in a row without throttle headers after which pacing stops
     cooldown: float = 1.0  # seconds: one burst of refusals halves the cap once
+    # Longest wait for room (seconds). Canvas's bucket is at most 200 over its mark, 25.5 s of leak at the
+    # default rate; a server that claims far more (or a leak near zero) is believed only this far.
+    max_wait: float = 30.0
 
 
 class AdaptiveLimit:
@@ -93,6 +99,7 @@ class AdaptiveLimit:
         self._top = -math.inf  # most remaining ever read
         self._refusal = rule.up_front
         self._quiet = 0
+        self._warned = False
         # the estimates
         self._cost = 0.0
         self._costs = 0.0  # every reported cost, summed
@@ -225,7 +232,16 @@ class AdaptiveLimit:
             return math.inf  # the leak alone cannot make this much room
         short = needed - self._room_at(self._clock())
         # a shortfall within rounding error is none: a wait of 1e-16 s would not move a float clock on
-        return short / self.outflow if short > 1e-6 else 0.0
+        if short <= 1e-6:
+            return 0.0
+        wait = short / self.outflow
+        if wait > self.rule.max_wait:
+            if not self._warned:
+                self._warned = True
+                log.warning("Canvas reports %.0f of rate-limit room needed beyond what it has; waits for room "
+                            "are capped at %.0f s", short, self.rule.max_wait)
+            return self.rule.max_wait
+        return wait
 
     # -- the queue: FIFO; only its head watches the clock -----------------------------------------------
     def _wake(self) -> None:

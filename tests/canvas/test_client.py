@@ -52,6 +52,16 @@ async def test_page_items_links_and_bearer_auth():
         assert sent(m)[0][1]["Authorization"] == f"Bearer {TOKEN}"
 
 
+async def test_an_answer_with_room_but_no_cost_is_not_taken_for_a_refusal():
+    c, _ = client()
+    with aioresponses() as m:
+        m.get(URL, status=200, body=b'[{"id": 1}]', headers={"X-Rate-Limit-Remaining": "300.0"})
+        async with c:
+            await c.get_page(URL)
+    # a refusal's reading would have raised what a start needs to 300; an admitted answer's does not
+    assert c.limit.metered and c.limit.delay() == 0.0
+
+
 @pytest.mark.parametrize("status,body,ctype", [
     (403, THROTTLED, "text/plain; charset=utf-8"),
     (429, "429 Too Many Requests (Rate Limit Exceeded)\n", "text/plain"),

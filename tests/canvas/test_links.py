@@ -105,6 +105,15 @@ def test_first_url_without_page_is_page_one():
         w.next_url({"next": f"{BASE}?include[]=x&page=1&per_page=10"}, 10, BASE)
 
 
+@pytest.mark.parametrize("limits,per_page,pages_ok", [({"max_items": 450}, 100, 4), ({"max_pages": 6}, 1, 5)])
+def test_a_list_that_never_ends_is_an_error_not_a_memory_leak(limits, per_page, pages_ok):
+    w = LinkWalk(f"{BASE}?page=1", origin(BASE), **limits)
+    for n in range(2, pages_ok + 2):  # every page full and new, its next always one further
+        assert w.next_url({"next": f"{BASE}?page={n}"}, per_page, BASE) == f"{BASE}?page={n}"
+    with pytest.raises(PaginationError, match="do not lead to an end"):
+        w.next_url({"next": f"{BASE}?page={pages_ok + 2}"}, per_page, BASE)
+
+
 @pytest.mark.parametrize("url,expected", [
     ("https://canvas.test/api/v1/x", True),
     ("https://canvas.test:443/api/v1/x", True),

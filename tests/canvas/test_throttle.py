@@ -266,3 +266,12 @@ async def test_waiters_start_in_order_and_a_cancelled_one_leaks_nothing():
         assert order == ["a", "b", "c"]
     lim.release()
     assert lim.in_flight == 0
+
+
+def test_a_wait_for_room_is_capped_whatever_the_server_claims(caplog):
+    lim, _ = limit(max_wait=30.0)
+    lim.on_response(-1e12, 1.0)  # an answered request that says the bucket is a trillion over its mark
+    assert lim.delay() == 30.0
+    lim.on_response(1e12, None)  # a refusal that claims a trillion of room was not enough
+    assert lim.delay() == 30.0
+    assert sum("capped at 30 s" in r.getMessage() for r in caplog.records) == 1  # said once, not per start
