@@ -387,7 +387,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from exporter.store.inspect import describe, snapshots
 
-    found = snapshots(args.dir)
+    try:
+        found = snapshots(args.dir)
+    except SnapshotError as exc:  # nothing was to be committed: say only what is wrong with DIR
+        raise UsageError(str(exc)) from None
     print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() if args.json else describe(found, args.dir))
     return EXIT_OK
 

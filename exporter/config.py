@@ -125,14 +125,51 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_HOST_NAME = re.compile(r"\A[\w.-]+\Z")  # letters (IDN too), digits, '-', '.', '_': nothing a URL treats specially
+_BRACKETED_HOST = re.compile(r"\A\[[^\[\]]+\](?::\d*)?\Z")  # an IPv6 literal, then at most a port
+_USERINFO = re.compile(r"(?<=//)[^/?#]*@")
+
+
+def _shown_url(url: str) -> str:
+    """The URL for a message, without any user:password@ it carries."""
+    return repr(_USERINFO.sub("", url))
+
+
 def check_base_url(url: str, allow_insecure_http: bool) -> None:
-    parts = urlsplit(url)
+    shown = _shown_url(url)
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ConfigError(f"--base-url {shown} contains spaces or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed '[' of an IPv6 address
+        raise ConfigError(f"--base-url {shown} is not a valid URL: {exc}") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--base-url {url!r} must be an http(s) URL such as https://canvas.example.edu")
+        raise ConfigError(f"--base-url {shown} must be an http(s) URL such as https://canvas.example.edu")
+    host_port = parts.netloc.rpartition("@")[2]
+    if host_port.startswith("["):
+        valid_host = bool(_BRACKETED_HOST.match(host_port)) and _is_ipv6(parts.hostname)
+    else:
+        valid_host = bool(_HOST_NAME.match(parts.hostname))
+    if not valid_host:
+        raise ConfigError(f"--base-url {shown} is not a valid URL: {parts.hostname!r} is not a host name or address")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or above 65535
+        port = 0
+    if port == 0:
+        port_text = host_port.rpartition(":")[2]
+        raise ConfigError(f"--base-url {shown} has port {port_text!r}: a port is a number from 1 to 65535")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError("--base-url must not carry credentials, a query or a fragment")
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise ConfigError(
-            f"--base-url {url!r} is plain http: the token would cross the network unencrypted. "
+            f"--base-url {shown} is plain http: the token would cross the network unencrypted. "
             "Use https, or pass --allow-insecure-http if you really mean it"
         )
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.partition("%")[0]).version == 6
+    except ValueError:
+        return False

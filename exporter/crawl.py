@@ -29,9 +29,9 @@ from exporter.canvas.client import CanvasClient, Page
 from exporter.canvas.errors import BadResponse, ItemFailed, PaginationError, RunAborted, unwrap_group
 from exporter.canvas.links import path_of
 from exporter.canvas.pages import iter_pages
-from exporter.canvas.refs import Ref, Urls
+from exporter.canvas.refs import Ref, RefError, Urls, listed_course_ref
 from exporter.config import CrawlConfig
-from exporter.rows import SECTION_USERS, SECTIONS, Table, to_batch
+from exporter.rows import SECTION_USERS, SECTIONS, Table, shown_value, to_batch
 from exporter.store.snapshot import Snapshot
 
 log = logging.getLogger("exporter.crawl")
@@ -139,6 +139,19 @@ def _page_batch(table: Table, page: Page, context: dict[str, int] | None = None)
         raise
 
 
+def _listed_course(item: dict[str, Any], index: int, page_url: str) -> Ref:
+    """The course an item of an account's course listing names. Its id goes into URLs, so only a real
+    Canvas id is taken: a hostile or broken server must not make us request a path or query of its choice."""
+    course_id = item.get("id")
+    if course_id is None:
+        raise BadResponse(f"item {index} has no id", path=path_of(page_url), status=200)
+    try:
+        return listed_course_ref(course_id)
+    except RefError as exc:
+        raise BadResponse(f"item {index} has id {shown_value(course_id)}: {exc}", path=path_of(page_url),
+                          status=200) from None
+
+
 class _StalePages:
     """A list whose pages keep bringing only rows it already has is going round in circles under URLs that
     never repeat; a few such pages in a row end it as an error instead of a crawl without end."""
@@ -231,14 +244,14 @@ class Crawler:
         params = [("per_page", str(self.per_page))]
         async for page in self._pages(self.urls.account_courses(scope.account), params,
                                       what=f"account {scope.account.text}", first_is_fatal=True):
-            for item in page.items:
-                course_id = item.get("id")
-                if course_id is None:
-                    self._fail_item(f"course listing of account {scope.account.text}", page.url,
-                                    "a course in the listing has no id")
+            for i, item in enumerate(page.items):
+                try:
+                    ref = _listed_course(item, i, page.url)
+                except BadResponse as exc:
+                    self._record(f"course listing of account {scope.account.text}", exc)
                     continue
                 listed += 1
-                await self._offer_course(Ref("course", str(course_id)), courses)
+                await self._offer_course(ref, courses)
         self.progress.courses_total = listed
 
     async def _offer_course(self, ref: Ref, courses: ObjectSendStream[CourseTask]) -> None:
@@ -380,6 +393,3 @@ class Crawler:
         failure = Failure(exc.kind, item, redact(exc.path), exc.status, redact(exc.reason))
         self.progress.failures.append(failure)
         log.warning("%s failed: %s", item, redact(exc.describe()))
-
-    def _fail_item(self, item: str, url: str, reason: str) -> None:
-        self.progress.failures.append(Failure("bad_response", item, path_of(url), 200, reason))

@@ -195,11 +195,11 @@ def _column(values: list[Any], column: _Column, where: str, table: Table) -> pa.
         try:
             out.append(None if value is None else convert(value))
         except (TypeError, ValueError, OverflowError) as exc:
-            raise BadResponse(f"item {i} field {key!r} is {_shown(value)}: {exc}", path=path_of(where)) from None
+            raise BadResponse(f"item {i} field {key!r} is {shown_value(value)}: {exc}", path=path_of(where)) from None
     return pa.array(out, typ)
 
 
-def _shown(value: Any) -> str:
+def shown_value(value: Any) -> str:
     """A bad value for an error message: short ones whole (so a secret echoed there is still recognised and
     redacted whole), long ones only described (never cut: a cut secret could not be recognised)."""
     text = orjson.dumps(value).decode("utf-8", "replace")

@@ -80,12 +80,49 @@ def test_refused_course_commits_with_status_3(sim, token, tmp_path, capsys):
     (["--base-url", "URL", "--course", "1", "--concurrency", "0"], "at least 1"),
     (["--course", "1"], "no Canvas URL"),
     (["--base-url", "URL", "--course", "1", "--snapshot-id", "../x"], "--snapshot-id"),
+    (["--base-url", "https://canvas.example.edu:99999", "--course", "1"], "port '99999': a port is a number"),
+    (["--base-url", "https://canvas.example.edu:0", "--course", "1"], "port '0': a port is a number"),
+    (["--base-url", "https://canvas.example.edu:https", "--course", "1"], "port 'https': a port is a number"),
+    (["--base-url", "http://[::1", "--course", "1"], "'http://[::1' is not a valid URL: Invalid IPv6 URL"),
+    (["--base-url", "http://[::1]x/", "--course", "1"], "'::1' is not a host name or address"),
+    (["--base-url", "https://[1.2.3.4]", "--course", "1"], "is not a valid URL"),
+    (["--base-url", "https://canvas .example.edu", "--course", "1"], "contains spaces or control characters"),
+    (["--base-url", "https://me:secret@canvas.example.edu:99999", "--course", "1"], "'https://canvas.example"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(sim, token, tmp_path, capsys, argv, message):
     argv = [sim.base_url if a == "URL" else str(tmp_path) if a == "OUT" else a for a in argv]
     assert main(["crawl", *argv, "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_bad_base_url_message_never_shows_its_credentials(token, tmp_path, capsys):
+    argv = ["crawl", "--base-url", "https://me:pa55word@canvas.example.edu:99999", "--course", "1"]
+    assert main([*argv, "--out", str(tmp_path)]) == 2
+    assert "pa55word" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["missing", "file", "unknown_uri"])
+def test_inspect_of_no_folder_exits_2_with_a_clear_message(tmp_path, capsys, where):
+    target = {"missing": str(tmp_path / "does" / "not" / "exist"), "file": str(tmp_path / "a-file"),
+              "unknown_uri": "nosuchfs://bucket/exports"}[where]
+    (tmp_path / "a-file").write_text("not a dataset\n")
+    assert main(["inspect", target]) == 2
+    err = capsys.readouterr().err
+    expected = {"missing": "no such folder", "file": "not a folder", "unknown_uri": "not a folder or a filesystem URI"}
+    assert err.startswith(f"canvas-export inspect: {target}: {expected[where]}") and err.count("\n") == 1
+
+
+def test_inspect_of_an_empty_folder_says_so(tmp_path, capsys):
+    assert main(["inspect", str(tmp_path)]) == 0
+    assert capsys.readouterr().out == f"{tmp_path}: no snapshots\n"
+
+
+def test_unusable_out_uri_exits_2_with_a_clear_message(sim, token, tmp_path, capsys):
+    argv = ["crawl", "--base-url", sim.base_url, "--course", "1", "--out", "nosuchfs://bucket/exports"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "nosuchfs://bucket/exports: not a folder or a filesystem URI" in err and err.count("\n") == 1
 
 
 def test_courses_file_errors_name_the_line(sim, token, tmp_path, capsys):

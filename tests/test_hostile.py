@@ -204,6 +204,68 @@ async def test_a_course_listing_item_without_id_is_recorded(inst, tmp_path):
     assert compare(tmp_path, result.snapshot_id, truth) == []
 
 
+BAD_COURSE_IDS = {
+    # case: (the id the listing gives, how the reason shows it)
+    "fraction": (1.5, "1.5"),
+    "boolean": (True, "true"),
+    "object": ({"id": 7}, '{"id":7}'),
+    "list": ([7], "[7]"),
+    "query": ("1?per_page=1&x=", '"1?per_page=1&x="'),
+    "path": ("../../accounts/1", '"../../accounts/1"'),
+    "signed": ("-1", '"-1"'),
+    "negative": (-1, "-1"),
+    "zero": (0, "0"),
+    "beyond_int64": (2**63, str(2**63)),
+    "spaced": (" 1", '" 1"'),
+    "other_digits": ("\u0661\u0662", '"\u0661\u0662"'),
+    "long": ("1" * 200, "a JSON string of 202 characters"),
+    "token": (ADMIN_TOKEN, '"[token]"'),  # the server echoes the token: the manifest must not
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_COURSE_IDS))
+async def test_a_course_listing_item_with_a_bad_id_is_recorded_and_never_requested(inst, tmp_path, case):
+    """A course id goes into a URL path: only an integer, or a string of digits, is one. Anything else is
+    recorded with the listing page's path and the item, never requested, and the other courses exported."""
+    bad, shown = BAD_COURSE_IDS[case]
+    listed = inst.account_courses(inst.root_account_id)
+    dropped = listed[1].id
+
+    def rule(request: web.BaseRequest, up: Upstream) -> web.Response:
+        items = up.json()
+        for c in items:
+            if c["id"] == dropped:
+                c["id"] = bad
+        return up.response(json=items)
+
+    async with proxied(inst, {r"^/api/v1/accounts/self/courses$": rule}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=3))
+    failure = one_failure(tmp_path, result, "course listing of account self", "/api/v1/accounts/self/courses")
+    assert failure["kind"] == "bad_response" and failure["status"] == 200
+    assert failure["path"] in {s.path_qs for s in proxy.requests_to(r"^/api/v1/accounts/self/courses$")}
+    assert re.search(r"item \d+ has id (.*): not a Canvas id", failure["reason"]), failure["reason"]
+    assert f"has id {shown}: " in failure["reason"]
+    asked = [s.path_qs for s in proxy.seen if not s.path_qs.startswith("/api/v1/accounts/self/courses")]
+    wanted = {c.id for c in listed} - {dropped}
+    assert {int(p.split("/")[4]) for p in asked if p.startswith("/api/v1/courses/")} == wanted
+    assert all(re.match(r"/api/v1/(courses|sections)/\d+/(sections|users)\?", p) for p in asked), asked
+    assert all("x=" not in p for p in asked)
+    truth = ground_truth(inst, AccountScope("self"), forbidden_courses={dropped})
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+
+
+async def test_course_listing_with_string_ids_exports_everything(inst, tmp_path):
+    """Canvas sends ids as strings of digits under `Accept: application/json+canvas-string-ids`."""
+
+    def rule(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return up.response(json=[{**c, "id": str(c["id"])} for c in up.json()])
+
+    async with proxied(inst, {r"^/api/v1/accounts/self/courses$": rule}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert proxy.hits and result.status == "complete", manifest(tmp_path, result)["failures"]
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
 # -- a row repeated across pages -----------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sections", "users"])
 async def test_row_repeated_across_pages_is_kept_once_and_counted(inst, tmp_path, kind):

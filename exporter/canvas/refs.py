@@ -77,6 +77,21 @@ def course_ref(text: str) -> Ref:
     return _parse(text, "course", COURSE_PREFIXES)
 
 
+def listed_course_ref(value: object) -> Ref:
+    """A course as a Canvas listing names it: by a JSON integer, or by a string of ASCII digits (Canvas's
+    string ids). Anything else (a float, a boolean, an object, a path, a query) is refused, never put into
+    the course's URL."""
+    if type(value) is int:
+        number = value
+    elif type(value) is str and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    else:
+        raise RefError("not a Canvas id (an integer, or a string of digits)")
+    if not 0 < number < 2**63:
+        raise RefError("not a Canvas id (outside 1 to 2^63-1)")
+    return Ref("course", str(number))
+
+
 def account_ref(text: str) -> Ref:
     return _parse(text, "account", ACCOUNT_PREFIXES, ACCOUNT_WORDS)
 

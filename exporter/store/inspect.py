@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from exporter.rows import TABLES
-from exporter.store.snapshot import open_filesystem
+from exporter.store.snapshot import SnapshotError, open_filesystem
 
 
 def _children(fs: pafs.FileSystem, path: str) -> list[pafs.FileInfo]:
@@ -27,9 +28,20 @@ def _rows(fs: pafs.FileSystem, directory: str) -> tuple[int, int]:
 
 
 def snapshots(out: str) -> list[dict[str, Any]]:
+    """What OUT holds; SnapshotError if it is no folder or cannot be read."""
     fs, root = open_filesystem(out)
-    if fs.get_file_info(root).type == pafs.FileType.NotFound:
-        raise FileNotFoundError(f"{out}: no such folder")
+    try:
+        kind = fs.get_file_info(root).type
+        if kind == pafs.FileType.NotFound:
+            raise SnapshotError(f"{out}: no such folder")
+        if kind != pafs.FileType.Directory:
+            raise SnapshotError(f"{out}: not a folder")
+        return _snapshots(fs, root)
+    except (OSError, pa.ArrowException) as exc:
+        raise SnapshotError(f"cannot read {out}: {exc}") from None
+
+
+def _snapshots(fs: pafs.FileSystem, root: str) -> list[dict[str, Any]]:
     ids: set[str] = set()
     for t in TABLES:
         for info in _children(fs, f"{root}/{t.name}"):

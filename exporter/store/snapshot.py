@@ -54,7 +54,10 @@ def new_snapshot_id(now: datetime | None = None) -> str:
 
 def open_filesystem(out: str) -> tuple[pafs.FileSystem, str]:
     if "://" in out:
-        fs, root = pafs.FileSystem.from_uri(out)
+        try:
+            fs, root = pafs.FileSystem.from_uri(out)
+        except (OSError, pa.ArrowException) as exc:  # an unknown scheme, a URI pyarrow cannot parse
+            raise SnapshotError(f"{out}: not a folder or a filesystem URI pyarrow can open ({exc})") from None
         return fs, root.rstrip("/")
     return pafs.LocalFileSystem(), os.path.abspath(out)
 
