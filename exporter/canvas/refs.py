@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-_NUMERIC = re.compile(r"\A\d{1,19}\Z")
-_SHARDED = re.compile(r"\A\d{1,19}~\d{1,19}\Z")
+_NUMERIC = re.compile(r"\A[0-9]{1,19}\Z")  # ASCII digits only: \d would also take other scripts' digits
+_SHARDED = re.compile(r"\A[0-9]{1,19}~[0-9]{1,19}\Z")
 _HEX = re.compile(r"\Ahex:((?:sis|lti)_\w+):((?:[0-9A-Fa-f]{2})+)\Z")
 
 COURSE_PREFIXES = ("sis_course_id", "sis_integration_id", "lti_context_id", "uuid")

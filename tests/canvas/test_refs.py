@@ -30,6 +30,7 @@ def test_account_refs(text):
     ("sis_course_id:", "nothing after"),
     ("12345678901234567890", "neither"),  # 20 digits: beyond Canvas's id range
     ("self", "neither"),  # self names an account, not a course
+    ("١٢", "neither"),  # Arabic-Indic digits are digits to \d, not to Canvas
 ])
 def test_bad_course_refs_name_the_problem(text, message):
     with pytest.raises(RefError, match=message):
