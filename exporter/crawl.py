@@ -242,16 +242,22 @@ class Crawler:
             return
         listed = 0
         params = [("per_page", str(self.per_page))]
-        async for page in self._pages(self.urls.account_courses(scope.account), params,
-                                      what=f"account {scope.account.text}", first_is_fatal=True):
-            for i, item in enumerate(page.items):
-                try:
-                    ref = _listed_course(item, i, page.url)
-                except BadResponse as exc:
-                    self._record(f"course listing of account {scope.account.text}", exc)
-                    continue
-                listed += 1
-                await self._offer_course(ref, courses)
+        item = f"course listing of account {scope.account.text}"
+        try:
+            async for page in self._pages(self.urls.account_courses(scope.account), params,
+                                          what=f"account {scope.account.text}", first_is_fatal=True):
+                for i, course in enumerate(page.items):
+                    try:
+                        ref = _listed_course(course, i, page.url)
+                    except BadResponse as exc:
+                        self._record(item, exc)
+                        continue
+                    listed += 1
+                    await self._offer_course(ref, courses)
+        except ItemFailed as exc:
+            # A later page of the listing failed (the first one failing stops the run: no scope is known).
+            # The courses listed so far are exported; the snapshot says it is partial, and why.
+            self._record(item, exc)
         self.progress.courses_total = listed
 
     async def _offer_course(self, ref: Ref, courses: ObjectSendStream[CourseTask]) -> None:

@@ -487,6 +487,26 @@ async def test_a_gzip_bomb_is_refused_by_what_it_inflates_to(inst, tmp_path):
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
 
 
+async def test_a_later_page_of_the_account_listing_failing_keeps_what_was_listed(inst, tmp_path):
+    courses = [c.id for c in inst.account_courses(inst.root_account_id)]
+    assert len(courses) > 2
+
+    def page_two_fails(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if request.rel_url.query.get("page", "1") != "1":
+            return web.Response(status=500, text="<html>Internal Server Error</html>", content_type="text/html")
+        return up.response()
+
+    async with proxied(inst, {r"^/api/v1/accounts/self/courses$": page_two_fails}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=2))
+    m = manifest(tmp_path, result)
+    assert result.status == "partial"
+    [failure] = m["failures"]
+    assert failure["item"] == "course listing of account self" and failure["status"] == 500
+    assert failure["path"].startswith("/api/v1/accounts/self/courses") and "page=2" in failure["path"]
+    truth = ground_truth(inst, AccountScope("self"), forbidden_courses=set(courses[2:]))
+    assert compare(tmp_path, result.snapshot_id, truth) == []
+
+
 # -- Content-Type without charset, non-ASCII text -----------------------------------------------------------
 NAMES = {"name": "Zoë Ñúñez 李", "sortable_name": "Ñúñez, Zoë", "short_name": "Zoë 李", "pronouns": "elle/iel ✓"}
 SECTION_NAME = "Übung 演習 — Ångström"
