@@ -297,15 +297,19 @@ def test_no_log_line_or_printed_line_holds_the_token(inst, tmp_path, capsys, cli
     assert files_leaking(tmp_path) == {}
 
 
-def test_refused_token_echoed_by_the_server_is_not_printed(inst, tmp_path, capsys, cli_env):
+def crawl_with_listing(inst: Institution, out: Path, listing: Any, *flags: str) -> int:
+    """The CLI crawling `--account self` through a proxy whose course listing answers with `listing`."""
     @asynccontextmanager
     async def servers():
-        async with proxied(inst, {r"^/api/v1/accounts/self/courses$": echo_401}) as pair:
+        async with proxied(inst, {r"^/api/v1/accounts/self/courses$": listing}) as pair:
             yield pair
 
     with threaded(servers) as (_, proxy):
-        code = run_cli(["crawl", "--base-url", proxy.base_url, "--account", "self", "--out", str(tmp_path),
-                        "-v", "--log-format", "json"])
+        return run_cli(["crawl", "--base-url", proxy.base_url, "--account", "self", "--out", str(out), *flags])
+
+
+def test_refused_token_echoed_by_the_server_is_not_printed(inst, tmp_path, capsys, cli_env):
+    code = crawl_with_listing(inst, tmp_path, echo_401, "-v", "--log-format", "json")
     printed = capsys.readouterr()
     assert code == 2
     assert "refused the API token" in printed.err and "[token]" in printed.err
@@ -320,14 +324,7 @@ def test_a_run_that_aborts_on_the_account_listing_does_not_print_the_token(inst,
             return web.Response(status=200, text=f"<html>{SECRET}</html>", content_type="text/html")
         raise web.HTTPFound(f"/api/v1/accounts/self/courses?x={SECRET}")
 
-    @asynccontextmanager
-    async def servers():
-        async with proxied(inst, {r"^/api/v1/accounts/self/courses$": redirect_then_html}) as pair:
-            yield pair
-
-    with threaded(servers) as (_, proxy):
-        code = run_cli(["crawl", "--base-url", proxy.base_url, "--account", "self", "--out", str(tmp_path),
-                        "--log-format", "text", "--no-progress"])
+    code = crawl_with_listing(inst, tmp_path, redirect_then_html, "--log-format", "text", "--no-progress")
     printed = capsys.readouterr()
     assert code == 2
     assert "nothing committed" in printed.err and "[token]" in printed.err
