@@ -92,8 +92,12 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     async with CanvasClient(config.client) as client:
         try:
             await Crawler(config, client, snapshot, resume_state, progress).run()
-        except BaseException:
+        except BaseException as exc:
             snapshot.abandon_open_files()
+            # An error (not an interruption, which says "rerun with --resume") before anything was made
+            # durable leaves nothing worth resuming: a fresh run's staging goes.
+            if earlier is None and isinstance(exc, Exception):
+                snapshot.discard_if_nothing_durable()
             raise
         stats = client.stats.as_dict()
         throttle = {"final_limit": client.limit.limit, "lowest_limit": int(client.limit.lowest)}

@@ -81,6 +81,7 @@ def test_killed_anywhere_then_resumed_equals_a_clean_run(institution, tmp_path):
         points = [("request", k if k > 0 else total_requests + k) for k in REQUEST_POINTS]
         points += [("failpoint", name) for name in FAILPOINTS]
         committed = {"clean"}
+        durable_late: dict[int, int] = {}  # kills past halfway -> rosters durable then
         for n, (kind, where) in enumerate(points):
             sid = f"k{n}"
             start = sim.stats.requests
@@ -116,10 +117,13 @@ def test_killed_anywhere_then_resumed_equals_a_clean_run(institution, tmp_path):
                          and int(p.split("/")[4]) in durable}
             assert not refetched, f"{kind} {where}: fetched durable rosters again: {sorted(refetched)[:3]}"
             if kind == "request" and where >= total_requests // 2:
-                assert durable, f"{kind} {where}: nothing was durable halfway through the crawl"
+                durable_late[where] = len(durable)
             if kind == "failpoint" and where in ("commit-intent", "table-moved", "manifest-written"):
                 assert asked == [], f"{where}: the commit should just be finished, not crawl again"
 
+        # Checkpoints happen during the crawl: past halfway, rosters were durable at some kill point (which
+        # ones depends on when the writer thread ran, so not every point is asked to show some).
+        assert any(durable_late.values()), f"nothing was durable past halfway: {durable_late}"
         after = digest(out / "sections") | digest(out / "section_users")
         assert {k: v for k, v in after.items() if k in before} == before  # earlier snapshots untouched
         assert not (out / "_staging").exists() or not any((out / "_staging").iterdir())
