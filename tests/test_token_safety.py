@@ -20,6 +20,7 @@ from typing import Any
 
 import anyio
 import orjson
+import pyarrow.dataset
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
@@ -147,6 +148,23 @@ async def test_no_file_under_out_holds_the_token_staged_failed_or_committed(inst
     echoed = [f for f in m["failures"] if f["status"] != 500 and "[token]" in f["reason"]]
     assert len(echoed) == 3, m["failures"]
     assert result.status == "partial"
+
+
+async def test_a_token_echoed_into_the_data_is_never_stored(inst, tmp_path):
+    section_id = sections_of(inst, courses(inst)[0])[0]
+
+    def echo_into_a_name(request: web.BaseRequest, up: Upstream) -> web.Response:
+        users = orjson.loads(up.body)
+        users[0]["name"] = f"Ann {said(request)}"  # the Authorization header, token and all
+        return up.response(json=users)
+
+    async with proxied(inst, {rf"^/api/v1/sections/{section_id}/users$": echo_into_a_name}) as (_, proxy):
+        result = await export(crawl_config(proxy.base_url, tmp_path))
+    [failure] = result.manifest["failures"]
+    assert failure["item"] == f"section {section_id}" and "holds the API token" in failure["reason"]
+    names = pyarrow.dataset.dataset(tmp_path / "section_users", partitioning="hive").to_table().column("name")
+    assert names.null_count < len(names) and leaks(" ".join(n for n in names.to_pylist() if n)) == []
+    assert files_leaking(tmp_path) == {}
 
 
 async def test_a_refused_run_leaves_no_token_behind(tmp_path):
