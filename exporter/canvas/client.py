@@ -264,10 +264,10 @@ class CanvasClient:
     def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes) -> Page:
         status = resp.status
         if status == 200:
+            items = self._parse_list(body, resp, url)  # a body that is no list says so, token redacted
             if self._token_bytes and self._token_bytes in body:  # C-speed search; real data never holds it
                 raise BadResponse("the response holds the API token (a server echoing credentials into its "
                                   "data); its rows are not stored", path=path_of(url), status=status)
-            items = self._parse_list(body, resp, url)
             links = parse_link_header(resp.headers.getall("Link", None), url)
             return Page(url=url, items=items, links=links, size=len(body))
         ctype = resp.headers.get("Content-Type", "")
