@@ -52,6 +52,9 @@ class RequestStats:
     bytes: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     retry_reasons: Counter[str] = field(default_factory=Counter)
+    # pages fetched ahead whose one attempt met a transient fault (not retried: the walk may not need them;
+    # one it does need is fetched again, and that counts as a retry)
+    ahead_failed: Counter[str] = field(default_factory=Counter)  # by reason, as retry_reasons
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +65,7 @@ class RequestStats:
             "bytes": self.bytes,
             "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
             "retry_reasons": dict(sorted(self.retry_reasons.items())),
+            "look_ahead_failed": dict(sorted(self.ahead_failed.items())),
         }
 
 
@@ -136,8 +140,11 @@ class CanvasClient:
             await self._session.close()
 
     # -- public ---------------------------------------------------------------------------------------------
-    async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None) -> Page:
-        """Fetch one page of a list endpoint, retrying transient faults and throttling."""
+    async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None, *,
+                       speculative: bool = False) -> Page:
+        """Fetch one page of a list endpoint, retrying transient faults and throttling. A `speculative`
+        page (fetched ahead; the list may end before it) gets one attempt at a transient fault: the caller
+        fetches it again, with every retry, if the walk turns out to need it."""
         try:
             foreign = not on_origin(url, self.home)
         except ValueError as exc:
@@ -167,7 +174,9 @@ class CanvasClient:
                         # The host has never answered: say so quickly rather than back off for a minute.
                         raise RunAborted(f"cannot reach {self.home[1]}:{self.home[2]}: {why.reason}",
                                          path=path_of(url)) from None
-                    if failures >= retry.attempts:
+                    if speculative:
+                        self.stats.ahead_failed[_reason_key(why)] += 1
+                    if failures >= (1 if speculative else retry.attempts):
                         raise RetriesExhausted(f"{why.reason} (gave up after {failures} attempts)",
                                                path=path_of(url), status=why.status) from None
                     delay = self._backoff(retry.base_delay, failures)

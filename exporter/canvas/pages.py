@@ -13,7 +13,7 @@ from typing import Any
 import anyio
 
 from exporter.canvas.client import CanvasClient, Page
-from exporter.canvas.errors import ItemFailed, PaginationError, unwrap_group
+from exporter.canvas.errors import ItemFailed, PaginationError, RetriesExhausted, unwrap_group
 from exporter.canvas.links import LinkWalk, canonical, page_number, pages_ahead
 
 
@@ -44,6 +44,11 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
         for planned_url, got in zip(planned, fetched):
             if next_url != planned_url and canonical(next_url) != canonical(planned_url):
                 break  # the server's chain left the plan: follow the server from here
+            if isinstance(got, RetriesExhausted) and planned_url != planned[0]:
+                # fetched ahead with one attempt, which failed: now the walk needs it, with every retry
+                client.stats.retries += 1
+                client.stats.retry_reasons["look-ahead page needed"] += 1
+                got = await _fetch(get, planned_url)
             if isinstance(got, ItemFailed):
                 raise got  # the walk needs this page, and it could not be fetched
             page, next_url = await _settle(get, client, walk, got)
@@ -56,10 +61,17 @@ def _getter(client: CanvasClient, convert: Callable[[Page], Any] | None) -> Gett
     if convert is None:
         return client.get_page
 
-    async def get(url: str, params: Any = None) -> Page:
-        return (await client.get_page(url, params)).converted(convert)
+    async def get(url: str, params: Any = None, *, speculative: bool = False) -> Page:
+        return (await client.get_page(url, params, speculative=speculative)).converted(convert)
 
     return get
+
+
+async def _fetch(get: Getter, url: str, speculative: bool = False) -> Page | ItemFailed:
+    try:
+        return await get(url, speculative=speculative)
+    except ItemFailed as exc:
+        return exc
 
 
 async def _settle(get: Getter, client: CanvasClient, walk: LinkWalk, page: Page) -> tuple[Page, str | None]:
@@ -79,14 +91,12 @@ async def _settle(get: Getter, client: CanvasClient, walk: LinkWalk, page: Page)
 
 async def fetch_all(get: Getter, urls: list[str]) -> list[Page | ItemFailed]:
     """Fetch pages concurrently (under the client's global limit). A page that fails is returned as its
-    error, not raised: a page fetched ahead may turn out not to be needed."""
+    error, not raised: a page fetched ahead may turn out not to be needed, so all but the first are
+    speculative (one attempt at a transient fault; iter_pages fetches one again if the walk needs it)."""
     results: list[Page | ItemFailed | None] = [None] * len(urls)
 
     async def fetch(i: int) -> None:
-        try:
-            results[i] = await get(urls[i])
-        except ItemFailed as exc:
-            results[i] = exc
+        results[i] = await _fetch(get, urls[i], speculative=i > 0)
 
     if len(urls) == 1:
         await fetch(0)

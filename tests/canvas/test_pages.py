@@ -125,3 +125,31 @@ async def test_next_link_to_another_host_is_never_requested():
         with pytest.raises(PaginationError, match="another host"):
             await walk()
         assert all(url.host != "evil.test" for _, url in m.requests)
+
+
+async def test_pages_fetched_ahead_get_one_attempt_and_no_retries_past_the_end():
+    with aioresponses() as m:  # everything past page 2 answers 500: a list's end as some proxies show it
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([{"id": 3}], link(2, nxt=False))}, beyond=500)
+        async with client() as c:
+            ids = [i["id"] async for p in iter_pages(c, URL, [("per_page", "2")], per_page=2, expected_items=12)
+                   for i in p.items]
+            assert ids == [1, 2, 3]
+            assert c.stats.retries == 0  # pages 3..6 were asked once each, and never needed
+            assert c.stats.ahead_failed == {"500": 4}
+        beyond = [url for (_, url), calls in m.requests.items() for _ in calls if url.query.get("page", "1") > "2"]
+        assert sorted(beyond, key=str) == sorted(set(beyond), key=str) and len(beyond) == 4
+
+
+async def test_a_needed_page_whose_look_ahead_failed_is_fetched_again_with_retries():
+    with aioresponses() as m:
+        m.get(f"{URL}?per_page=2", payload=[{"id": 1}, {"id": 2}], headers=link(1))
+        m.get(f"{URL}?page=2&per_page=2", payload=[{"id": 3}, {"id": 4}], headers=link(2))
+        m.get(f"{URL}?page=3&per_page=2", status=503, payload=[])  # the look-ahead's one attempt
+        m.get(f"{URL}?page=3&per_page=2", status=502, payload=[])  # the walk's first attempt: retried
+        m.get(f"{URL}?page=3&per_page=2", payload=[{"id": 5}], headers=link(3, nxt=False))
+        async with client() as c:
+            ids = [i["id"] async for p in iter_pages(c, URL, [("per_page", "2")], per_page=2, expected_items=6)
+                   for i in p.items]
+            # the look-ahead's failed attempt, then the walk's own: both count as retries of page 3
+            assert sum(c.stats.ahead_failed.values()) == 1 and c.stats.retries == 2
+    assert ids == [1, 2, 3, 4, 5]
