@@ -519,7 +519,6 @@ async def test_content_type_without_charset_keeps_non_ascii_exact(tmp_path, ctyp
     user = inst.section_roster(section_id)[0].user
     for k, v in NAMES.items():
         setattr(user, k, v)
-    user.sort_key = ()
     inst.sections[section_id].name = SECTION_NAME
     inst.touch()
 

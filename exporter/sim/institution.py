@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import random
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Iterable
 
@@ -125,7 +125,6 @@ class User:
     avatar_url: str
     created_at: int
     fake_student: bool = False
-    sort_key: tuple = field(default=(), repr=False, compare=False)
 
 
 @dataclass(slots=True)
@@ -238,12 +237,9 @@ class Institution:
             self._sis[(f"{kind}:integration", integration_id)] = id_
 
     def touch(self) -> None:
-        """Forget every cached view; call after changing model fields by hand (a name too: the users' sort
-        keys are forgotten with the views, so a changed sortable_name moves the user in every roster)."""
+        """Forget every cached view; call after changing model fields by hand."""
         self.version += 1
         self._views.clear()
-        for u in self.users.values():
-            u.sort_key = ()
 
     # ----- lookups by reference -----
 
@@ -330,7 +326,8 @@ class Institution:
                     continue
                 hidden = all(e.workflow_state in PENDING_STATES for e in enrollments)
             user = users[user_id]
-            keyed.append(((user.sort_key or _user_sort_key(user), user.id), RosterEntry(user, visible, hidden)))
+            # collation_key is memoized by text, so a renamed user sorts by the new name
+            keyed.append(((collation_key(user.sortable_name), user.id), RosterEntry(user, visible, hidden)))
         keyed.sort(key=_first)  # the keys are unique (user ids), so entries are never compared
         return [entry for _, entry in keyed]
 
@@ -534,12 +531,6 @@ def gc_paused():  # noqa: ANN201
 
 def _first(pair: tuple) -> object:
     return pair[0]
-
-
-def _user_sort_key(user: User) -> tuple:
-    if not user.sort_key:
-        user.sort_key = collation_key(user.sortable_name)
-    return user.sort_key
 
 
 # ---------------------------------------------------------------------------------------------------------

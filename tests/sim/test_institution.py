@@ -158,7 +158,7 @@ def test_deletable_and_snapshots_of_enrollments() -> None:
     assert not inst.section_deletable(f.S_LAB_B)
 
 
-def test_reindex_forgets_user_sort_keys() -> None:
+def test_a_renamed_user_moves_in_the_roster_after_reindex() -> None:
     from . import factory as f
 
     inst = f.build()
