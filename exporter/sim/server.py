@@ -27,7 +27,7 @@ import struct
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Generic, Hashable, TypeVar
 from urllib.parse import unquote
 
 import orjson
@@ -54,6 +54,29 @@ INVALID_TOKEN_BODY = {"errors": [{"message": "Invalid access token."}]}
 UNAUTHENTICATED_BODY = {"status": "unauthenticated", "errors": [{"message": "user authorization required"}]}
 REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 MEMO_LIMIT = 100_000  # entries a request-text memo holds before it starts over
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class _Memo(Generic[K, V]):
+    """Results of a pure function of request text, kept until MEMO_LIMIT of them, then started over."""
+
+    __slots__ = ("_found", "_compute")
+
+    def __init__(self, compute: Callable[[K], V]) -> None:
+        self._found: dict[K, V] = {}
+        self._compute = compute
+
+    def __call__(self, key: K) -> V:
+        try:
+            return self._found[key]
+        except KeyError:
+            pass
+        if len(self._found) >= MEMO_LIMIT:
+            self._found.clear()
+        value = self._found[key] = self._compute(key)
+        return value
 
 Hook = Callable[[web.BaseRequest], "None | Awaitable[None]"]
 
@@ -172,9 +195,11 @@ class Simulator:
         self.buckets: dict[str, LeakyBucket] = {}
         self.faults = FaultInjector(self.options.seed)
         self.render = RenderCache()
-        self._queries: dict[str, Params] = {}
-        self._routes: dict[tuple[str, str], tuple[Route, str] | None] = {}
-        self._link_bases: dict[tuple[str, str], str] = {}
+        self._queries: _Memo[str, Params] = _Memo(parse_query)
+        self._routes: _Memo[tuple[str, str], tuple[Route, str] | None] = _Memo(_routed)
+        # (base URL, query) of a GET -> link_base; a GET's params are exactly parse_query(query)
+        self._link_bases: _Memo[tuple[str, str], str] = _Memo(
+            lambda key: link_base(key[0], self._queries(key[1])))
         self._runner: web.ServerRunner | None = None
         self._closing = asyncio.Event()
         self.base_url = ""
@@ -275,35 +300,7 @@ class Simulator:
 
     def _parse_query(self, query: str) -> Params:
         """parse_query, memoized; each request gets its own copy (lists too), free to change."""
-        parsed = self._queries.get(query)
-        if parsed is None:
-            if len(self._queries) >= MEMO_LIMIT:
-                self._queries.clear()
-            parsed = self._queries[query] = parse_query(query)
-        return {k: v.copy() if type(v) is list else v for k, v in parsed.items()}
-
-    def _route(self, raw_path: str, method: str) -> tuple[Route, str] | None:
-        """route() and the route's Link path, memoized (both are functions of the method and the path)."""
-        key = (raw_path, method)
-        try:
-            return self._routes[key]
-        except KeyError:
-            pass
-        if len(self._routes) >= MEMO_LIMIT:
-            self._routes.clear()
-        r = route(raw_path, method)
-        found = self._routes[key] = None if r is None else (r, r.path())
-        return found
-
-    def _link_base(self, base_url: str, query: str, params: Params) -> str:
-        """link_base for a GET, memoized by its URL (params are parse_query(query) then)."""
-        key = (base_url, query)
-        found = self._link_bases.get(key)
-        if found is None:
-            if len(self._link_bases) >= MEMO_LIMIT:
-                self._link_bases.clear()
-            found = self._link_bases[key] = link_base(base_url, params)
-        return found
+        return {k: v.copy() if type(v) is list else v for k, v in self._queries(query).items()}
 
     def _answer(self, request: web.BaseRequest, raw_path: str, query: str, params: dict | BadBody,
                 token: str | None) -> Answer:
@@ -317,7 +314,7 @@ class Simulator:
         if isinstance(params, BadBody):
             return json_answer(400, BAD_BODY)
         method = request.method
-        routed = self._route(raw_path, method)
+        routed = self._routes((raw_path, method))
         if routed is None:
             return json_answer(404, NOT_FOUND_BODY)
         r, path = routed
@@ -345,7 +342,7 @@ class Simulator:
                             len(payload) if isinstance(payload, list) else 1)
         if reply.links is not None:
             base_url = f"{request.scheme}://{request.host}{path}"
-            base = self._link_base(base_url, query, params) if reading else link_base(base_url, params)
+            base = self._link_bases((base_url, query)) if reading else link_base(base_url, params)
             answer.links = (base, reply.links, reply.per_page)
         return answer
 
@@ -437,6 +434,12 @@ def tune_gc_for_serving() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_GC_THRESHOLD, older, oldest)
+
+
+def _routed(key: tuple[str, str]) -> tuple[Route, str] | None:
+    """route() of (path, method), and the route's Link path."""
+    r = route(*key)
+    return None if r is None else (r, r.path())
 
 
 def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800, truth_out: str | None = None) -> None:
