@@ -215,9 +215,12 @@ class AdaptiveLimit:
             self._cap = min(float(self.rule.maximum), self._cap + 1.0 / self._cap)
 
     # -- the rule ---------------------------------------------------------------------------------------
+    def _ceiling(self) -> float:
+        """The most room the leak can make (an empty bucket stops leaking)."""
+        return max(self._room, self._top, self._refusal + self._margin)
+
     def _room_at(self, now: float) -> float:
-        ceiling = max(self._room, self._top, self._refusal + self._margin)
-        return min(ceiling, self._room + self.outflow * max(0.0, now - self._read_at))
+        return min(self._ceiling(), self._room + self.outflow * max(0.0, now - self._read_at))
 
     def delay(self) -> float:
         """Seconds until one more request may start: 0 now, inf until one in flight finishes."""
@@ -227,8 +230,7 @@ class AdaptiveLimit:
         if not self.metered:
             return 0.0
         needed = self._refusal + self._margin + (self.rule.up_front + self._cost) * flying
-        ceiling = max(self._room, self._top, self._refusal + self._margin)
-        if needed > ceiling:
+        if needed > self._ceiling():
             return math.inf  # the leak alone cannot make this much room
         short = needed - self._room_at(self._clock())
         # a shortfall within rounding error is none: a wait of 1e-16 s would not move a float clock on
