@@ -22,7 +22,7 @@ import anyio
 import orjson
 
 from exporter import __version__
-from exporter.canvas.errors import CanvasError, RunAborted, unwrap_group
+from exporter.canvas.errors import CanvasError, unwrap_group
 from exporter.canvas.refs import RefError, account_ref, course_ref
 from exporter.config import (
     DEFAULT_SECTION_INCLUDES,
@@ -233,7 +233,7 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
-_SECRETS: list[str] = []  # the run's token once read: never printed, whatever a message quotes
+_SECRETS: set[str] = set()  # the run's token once read: never printed, whatever a message quotes
 
 
 def _redacted(text: str) -> str:
@@ -249,15 +249,11 @@ def _error(command: str, text: str) -> None:
 
 
 class _Redact(logging.Filter):
-    def __init__(self, secret: str) -> None:
-        super().__init__()
-        self.secret = secret
-
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secret:
-            message = record.getMessage()
-            if self.secret in message:
-                record.msg, record.args = message.replace(self.secret, "[token]"), ()
+        message = record.getMessage()
+        redacted = _redacted(message)
+        if redacted != message:
+            record.msg, record.args = redacted, ()
         return True
 
 
@@ -278,8 +274,8 @@ def setup_logging(args: argparse.Namespace, token: Secret | None = None) -> None
     fmt = args.log_format or ("text" if sys.stderr.isatty() else "json")
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s"))
     if token is not None:
-        handler.addFilter(_Redact(token.reveal()))
-        _SECRETS.append(token.reveal())
+        _SECRETS.add(token.reveal())
+        handler.addFilter(_Redact())
     root = logging.getLogger("exporter")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
@@ -409,7 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         _error(args.command, str(exc))
         return EXIT_NOTHING_COMMITTED
-    except (RunAborted, SnapshotError, CanvasError) as exc:
+    except (CanvasError, SnapshotError) as exc:  # RunAborted and the rest of the client's errors
         _error(args.command, f"nothing committed: {exc}")
         return EXIT_NOTHING_COMMITTED
     except KeyboardInterrupt:
