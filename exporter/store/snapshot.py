@@ -293,7 +293,7 @@ class Snapshot:
     def pending_commit(self) -> bool:
         return _exists(self.fs, f"{self.staging}/commit.json")
 
-    def discard_if_nothing_durable(self) -> bool:
+    def discard_if_nothing_durable(self) -> None:
         """After a run that failed before any part file was journaled: remove its staging, so that it is
         not left as an unfinished snapshot that a later `--resume` would pick over one with real progress."""
         try:
@@ -301,10 +301,8 @@ class Snapshot:
                             self.fs.get_file_info(pafs.FileSelector(f"{self.staging}/journal", allow_not_found=True)))
             if not journaled and self.has_staging():
                 self.fs.delete_dir(self.staging)
-                return True
         except OSError:  # best effort: the run is failing already, and its error is the one to report
             pass
-        return False
 
     def abandon_open_files(self) -> None:
         """After a failure: close open temporaries without journaling them (resume discards them)."""
