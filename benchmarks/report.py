@@ -62,15 +62,17 @@ def targets(results: list[ScenarioResult]) -> list[Target]:
         if peer is not None and peer.returncode == 0:
             out.append(Target("throttle", "faster than the naive aiohttp peer",
                               f"{thr.wall_s:.1f} s vs {peer.wall_s:.1f} s", thr.wall_s < peer.wall_s))
-    for scenario in ("cpu", "throttle"):
-        bare = _run(results, scenario, EXPORTER_NO_RECHECK)
-        if bare is not None:
-            goal = ("≥ 0.6 of the bound", 1 / bare.times_bound, 0.6, True) if scenario == "cpu" else \
-                ("≤ 1.15 × bound", bare.times_bound, 1.15, False)
-            met = (goal[1] >= goal[2]) if goal[3] else (goal[1] <= goal[2])
-            out.append(Target(scenario, f"{goal[0]}, with `--no-recheck` (for reference)",
-                              f"{goal[1]:.2f}; {bare.wall_s:.1f} s, {bare.throttled:,} throttled",
-                              met if _ok(bare) else None))
+    bare = _run(results, "cpu", EXPORTER_NO_RECHECK)
+    if bare is not None:
+        eff = 1 / bare.times_bound
+        out.append(Target("cpu", "≥ 0.6 of the bound, with `--no-recheck` (for reference)",
+                          f"{eff:.2f}; {bare.wall_s:.1f} s, {bare.throttled:,} throttled",
+                          eff >= 0.6 if _ok(bare) else None))
+    bare = _run(results, "throttle", EXPORTER_NO_RECHECK)
+    if bare is not None:
+        out.append(Target("throttle", "≤ 1.15 × bound, with `--no-recheck` (for reference)",
+                          f"{bare.times_bound:.2f}; {bare.wall_s:.1f} s, {bare.throttled:,} throttled",
+                          bare.times_bound <= 1.15 if _ok(bare) else None))
     small = _run(results, "scale", EXPORTER)
     if cpu is not None:
         out.append(Target("scale", "peak RSS ≤ 200 MB at full size", f"{cpu.peak_rss_mb:.0f} MB",
