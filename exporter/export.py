@@ -91,7 +91,8 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     progress = progress or Progress()
     async with CanvasClient(config.client) as client:
         try:
-            await Crawler(config, client, snapshot, resume_state, progress).run()
+            crawler = Crawler(config, client, snapshot, resume_state, progress)
+            await crawler.run()
         except BaseException as exc:
             snapshot.abandon_open_files()
             # An error (not an interruption, which says "rerun with --resume") before anything was made
@@ -121,6 +122,7 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
         "sections": {"found": progress.sections_found, "done": progress.sections_done},
         "duplicates_dropped": progress.duplicates_dropped,
         "requests": {**stats, **throttle},
+        "decoding": crawler.decoder.stats.as_dict(),
         "failures": [f.as_dict() for f in progress.failures],
     }
     try:

@@ -161,6 +161,24 @@ def to_batch(table: Table, items: Sequence[dict[str, Any]], where: str,
     return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
 
 
+def from_struct(table: Table, fields: Sequence[pa.Array], context: Mapping[str, pa.Array],
+                unknown: pa.Array) -> pa.RecordBatch | None:
+    """The batch from rows Arrow has already parsed as `table.raw_struct` (its fields in order), the crawl's
+    columns and the unknown_fields column; None when a value needs to_batch's exact, slow conversion."""
+    arrays: list[pa.Array] = []
+    for column in table.plan:
+        if column.kind is _UNKNOWN:
+            arrays.append(unknown)
+        elif column.kind is _CONTEXT:
+            arrays.append(context[column.name])
+        else:
+            array = _fast_column(fields[column.raw_index], column)
+            if array is None:
+                return None
+            arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, schema=table.schema)
+
+
 def _fast_column(raw: pa.Array, column: _Column) -> pa.Array | None:
     """The column from the struct-parsed page, or None when the slow path must decide."""
     if not column.nullable and raw.null_count:

@@ -75,16 +75,18 @@ class Page:
     items: list[dict[str, Any]]
     links: dict[str, str]
     size: int  # body bytes
-    data: Any = None  # what the caller made of the items (see `converted`); the items are then dropped
+    data: Any = None  # what the caller made of the page (see `converted`); items and body are then dropped
     count: int = -1  # how many items the page held, once they are dropped
+    body: bytes = b""  # the JSON list itself, unparsed, when asked for raw (`get_page(raw=True)`)
+    content_type: str = ""
 
     @property
     def item_count(self) -> int:
         return len(self.items) if self.count < 0 else self.count
 
-    def converted(self, convert: Callable[[Page], Any]) -> Page:
-        """This page with `convert(self)` as its data, and without the items (so they can be freed early)."""
-        return Page(self.url, [], self.links, self.size, convert(self), len(self.items))
+    def converted(self, data: Any, count: int) -> Page:
+        """This page with `data` made of its `count` items, without the items or body (freed early)."""
+        return Page(self.url, [], self.links, self.size, data, count)
 
 
 class _Retry(Exception):
@@ -141,10 +143,11 @@ class CanvasClient:
 
     # -- public ---------------------------------------------------------------------------------------------
     async def get_page(self, url: str, params: dict[str, Any] | list[tuple[str, str]] | None = None, *,
-                       speculative: bool = False) -> Page:
+                       speculative: bool = False, raw: bool = False) -> Page:
         """Fetch one page of a list endpoint, retrying transient faults and throttling. A `speculative`
         page (fetched ahead; the list may end before it) gets one attempt at a transient fault: the caller
-        fetches it again, with every retry, if the walk turns out to need it."""
+        fetches it again, with every retry, if the walk turns out to need it. A `raw` page is not parsed
+        here: its `body` is left to the caller, who must parse it with `parse_list` or something as strict."""
         try:
             foreign = not on_origin(url, self.home)
         except ValueError as exc:
@@ -158,7 +161,7 @@ class CanvasClient:
         failures = throttles = 0
         while True:
             try:
-                return await self._attempt(url, params)
+                return await self._attempt(url, params, raw)
             except _Retry as why:
                 if why.throttled:
                     throttles += 1
@@ -199,7 +202,7 @@ class CanvasClient:
         ceiling = min(self.config.retry.max_delay, base * (2 ** (attempt - 1)))
         return ceiling * (0.5 + 0.5 * self._rng.random())  # jitter keeps retries from marching in step
 
-    async def _attempt(self, url: str, params: Any) -> Page:
+    async def _attempt(self, url: str, params: Any, raw: bool = False) -> Page:
         assert self._session is not None, "use CanvasClient as an async context manager"
         if self._rps is not None:
             await self._rps.acquire()
@@ -224,7 +227,7 @@ class CanvasClient:
                         if cost is None and resp.status < 400:
                             cost = 0.0  # an answered request was admitted: only a refusal comes without a cost
                         slot.on_response(_float(resp.headers.get("X-Rate-Limit-Remaining")), cost)
-                        return self._classify(str(resp.url), resp, body)
+                        return self._classify(str(resp.url), resp, body, raw)
                 except aiohttp.ClientConnectorError as exc:
                     raise _Retry(f"connection failed: {type(exc).__name__}", connect=True) from None
                 except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
@@ -270,14 +273,20 @@ class CanvasClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes) -> Page:
+    def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes, raw: bool = False) -> Page:
         status = resp.status
         if status == 200:
-            items = self._parse_list(body, resp, url)  # a body that is no list says so, token redacted
+            data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+            ctype = resp.headers.get("Content-Type", "?")
+            items = [] if raw else self.parse_list(data, ctype, url)  # a body that is no list says so, redacted
             if self._token_bytes and self._token_bytes in body:  # C-speed search; real data never holds it
+                if raw:  # a body that is no JSON list says that first, as it does when parsed here
+                    self.parse_list(data, ctype, url)
                 raise BadResponse("the response holds the API token (a server echoing credentials into its "
                                   "data); its rows are not stored", path=path_of(url), status=status)
             links = parse_link_header(resp.headers.getall("Link", None), url)
+            if raw:
+                return Page(url=url, items=[], links=links, size=len(body), body=data, content_type=ctype)
             return Page(url=url, items=items, links=links, size=len(body))
         ctype = resp.headers.get("Content-Type", "")
         text = body[:2000].decode("utf-8", "replace")
@@ -300,22 +309,19 @@ class CanvasClient:
             raise NotFound(f"not found: {message}", path=path, status=status)
         raise BadResponse(f"unexpected status: {message}", path=path, status=status)
 
-    def _parse_list(self, body: bytes, resp: aiohttp.ClientResponse, url: str) -> list[dict[str, Any]]:
-        data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+    def parse_list(self, data: bytes, ctype: str, url: str) -> list[dict[str, Any]]:
+        """A 200 body (without any `while(1);` prefix) as the JSON list of objects it must be, or BadResponse
+        saying what it is instead, token redacted. A body cut short never gets here: aiohttp raises first."""
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            path = path_of(url)
-            if resp.content_length is not None and len(body) < resp.content_length:
-                raise _Retry("body cut short") from None
             head = data[:80 + len(self._token)].decode("utf-8", "replace")
             snippet = self.redact(head)[:80].replace("\n", " ")
-            ctype = resp.headers.get("Content-Type", "?")
             raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
-                              f"starts {snippet!r})", path=path, status=200) from None
+                              f"starts {snippet!r})", path=path_of(url), status=200) from None
         if type(parsed) is not list:
             kind = type(parsed).__name__
-            hint = f" ({self._message(body)})" if isinstance(parsed, dict) else ""
+            hint = f" ({self._message(data)})" if isinstance(parsed, dict) else ""
             raise BadResponse(f"expected a JSON list, got a JSON {kind}{hint}", path=path_of(url), status=200)
         if len(set(map(type, parsed)) - {dict}):
             i, item = next((i, item) for i, item in enumerate(parsed) if type(item) is not dict)

@@ -24,9 +24,10 @@ Getter = Callable[..., Awaitable[Page]]  # (url, params=None) -> Page
 
 async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_page: int = 100,
                      expected_items: int | None = None,
-                     convert: Callable[[Page], Any] | None = None) -> AsyncIterator[Page]:
-    """The pages of one list, in order. With `convert`, each page is converted as soon as it arrives (its
-    `data`), and its JSON items are dropped: pages fetched ahead then wait as compact data, not as dicts."""
+                     convert: Callable[[Page], Awaitable[Any]] | None = None) -> AsyncIterator[Page]:
+    """The pages of one list, in order. With `convert`, each page is fetched raw and converted as soon as it
+    arrives: `await convert(page)` turns its `body` into its `data`, whose len() is the number of items (a
+    record batch: one row per item). Pages fetched ahead then wait as compact data, not as JSON."""
     get = _getter(client, convert)
     page = await get(url, params)
     walk = LinkWalk(page.url, client.home)
@@ -57,12 +58,14 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
                 return
 
 
-def _getter(client: CanvasClient, convert: Callable[[Page], Any] | None) -> Getter:
+def _getter(client: CanvasClient, convert: Callable[[Page], Awaitable[Any]] | None) -> Getter:
     if convert is None:
         return client.get_page
 
     async def get(url: str, params: Any = None, *, speculative: bool = False) -> Page:
-        return (await client.get_page(url, params, speculative=speculative)).converted(convert)
+        page = await client.get_page(url, params, speculative=speculative, raw=True)
+        data = await convert(page)
+        return page.converted(data, len(data))
 
     return get
 
