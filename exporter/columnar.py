@@ -79,26 +79,27 @@ class ColumnarDecoder:
         """One record batch per page, in order; raises Decline (or an Arrow error) for `to_batch` to take."""
         if not pages:
             return []
-        bodies = [p.body for p in pages]
-        for body in bodies:
-            if b"\\" in body and _ESCAPED_NAME_CHAR.search(body):
-                raise Decline("an escaped name character")
+        # One line per page. Whole-buffer scans from here on (one pass each, not one call per page): the
+        # line wrappers add no key but "i", and the marker text matches neither `"key":` nor `"key"`.
+        lines = b"".join([_LINE_START, _LINE_BREAK.join([p.body for p in pages]), _LINE_END])
+        if b"\\" in lines and _ESCAPED_NAME_CHAR.search(lines):
+            raise Decline("an escaped name character")
         null_keys = self._null_keys.setdefault(table.name, set())
         while True:  # once more for each unknown key first seen here with null
             try:
-                batch, offsets = self._attempt(table, pages, bodies, frozenset(null_keys))
+                batch, offsets = self._attempt(table, pages, lines, frozenset(null_keys))
                 break
             except _MarkAndRetry as found:
                 null_keys.add(found.key)
         return [batch.slice(offsets[i], offsets[i + 1] - offsets[i]) for i in range(len(pages))]
 
-    def _attempt(self, table: Table, pages: Sequence[RawPage], bodies: list[bytes],
+    def _attempt(self, table: Table, pages: Sequence[RawPage], lines: bytes,
                  null_keys: frozenset[str]) -> tuple[pa.RecordBatch, list[int]]:
-        marked = bodies
+        marked = lines
         for key in null_keys:
             plain = f'"{key}":null'.encode()
-            marked = [b.replace(plain, plain + f',"{key}{_MARK_JSON}":true'.encode()) for b in marked]
-        buffer = pa.py_buffer(_LINE_START + _LINE_BREAK.join(marked) + _LINE_END)
+            marked = marked.replace(plain, plain + f',"{key}{_MARK_JSON}":true'.encode())
+        buffer = pa.py_buffer(marked)
         parsed = pj.read_json(
             pa.BufferReader(buffer),
             read_options=pj.ReadOptions(use_threads=False, block_size=buffer.size + 1),
@@ -118,7 +119,7 @@ class ColumnarDecoder:
                 marks[name[:-1]] = fields[i]
             else:
                 unknown.append((name, fields[i]))
-        texts = _unknown_fields(unknown, marks, bodies, len(struct), null_keys)
+        texts = _unknown_fields(unknown, marks, lines, len(pages), len(struct), null_keys)
         context: dict[str, pa.Array] = {}
         if table.context:
             rows_page = lists.value_parent_indices()
@@ -135,8 +136,8 @@ def _line_schema(table: Table) -> pa.Schema:
     return pa.schema([("i", pa.list_(table.raw_struct))])
 
 
-def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Array], bodies: list[bytes],
-                    rows: int, null_keys: frozenset[str]) -> pa.Array:
+def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Array], lines: bytes,
+                    pages: int, rows: int, null_keys: frozenset[str]) -> pa.Array:
     """The unknown_fields column, exactly as to_batch writes it (`null_keys`: the keys marked)."""
     if set(marks) - {name for name, _ in unknown}:
         raise Decline("a marker with no key")
@@ -145,9 +146,9 @@ def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Arr
         if not _NAME.match(name):
             raise Decline(f"unknown key {name!r} needs escaping")
         quoted = f'"{name}"'.encode()
-        keyed = quoted + b":"
-        as_key = sum([b.count(keyed) for b in bodies])
-        if sum([b.count(quoted) for b in bodies]) != as_key:
+        wrappers = pages if name == "i" else 0  # each line's own `{"i":`
+        as_key = lines.count(quoted + b":") - wrappers
+        if lines.count(quoted) - wrappers != as_key:
             raise Decline(f"{name!r} also appears other than as a compact key")
         mark = marks.get(name)
         present_null = 0
@@ -222,7 +223,7 @@ class DecodeStats:
 
 
 class PageDecoder:
-    LANES = 2
+    LANES = 2  # batches typed at once: while one is in the JSON reader (no GIL), the other can be set up
     """Pages typed on a worker thread, many at a time: while one batch is being typed, the pages that
     arrive queue up and go together as the next batch; a page that arrives alone goes alone at once.
 

@@ -348,14 +348,30 @@ class Crawler:
         return Unit(SECTION_USERS, job.section_id, batches, rows)
 
     async def _writer(self, units: ObjectReceiveStream[Unit]) -> None:
-        async with units:
+        """Units into the snapshot. Parquet is written on a worker thread while more units are taken in;
+        a table whose writing falls behind by several row groups holds the crawl back until it catches up."""
+        writing: dict[str, anyio.Event] = {}  # table name -> set when its write-out has ended
+        async with units, anyio.create_task_group() as tg:
             async for unit in _items(units):
-                try:
-                    if self.snapshot.add(unit.table, unit.key, unit.batches):
-                        await anyio.to_thread.run_sync(self.snapshot.settle, unit.table)
-                except OSError as exc:
-                    raise RunAborted(f"cannot write the snapshot to {self.snapshot.root}: {exc}") from exc
-                self.progress.rows[unit.table.name] += unit.rows
+                name = unit.table.name
+                if name in writing and self.snapshot.backlog(unit.table) >= self.WRITE_BACKLOG:
+                    await writing[name].wait()
+                if self.snapshot.add(unit.table, unit.key, unit.batches) and name not in writing:
+                    writing[name] = anyio.Event()
+                    tg.start_soon(self._write_out, unit.table, writing)
+                self.progress.rows[name] += unit.rows
+
+    WRITE_BACKLOG = 4  # row groups buffered for a table while its last one is written
+
+    async def _write_out(self, table: Table, writing: dict[str, anyio.Event]) -> None:
+        try:
+            while self.snapshot.due(table):
+                chunk = self.snapshot.take(table)
+                await anyio.to_thread.run_sync(self.snapshot.write, table, chunk)
+        except OSError as exc:
+            raise RunAborted(f"cannot write the snapshot to {self.snapshot.root}: {exc}") from exc
+        finally:
+            writing.pop(table.name).set()
 
     # -- pagination --------------------------------------------------------------------------------------
     async def _pages(self, url: str, params: list[tuple[str, str]], *, what: str,
