@@ -286,8 +286,8 @@ class PageDecoder:
 
     def _decode_all(self, jobs: list[_Job]) -> tuple[list[pa.RecordBatch | BaseException],
                                                      list[tuple[int, str | None]]]:
-        """On a worker thread: each table's pages as one columnar batch, or one by one the reference way.
-        Also says, per table batch, how many pages it had and why it was declined (None: it was not)."""
+        """On a worker thread: each table's pages as one batch (`decode_pages`). Also says, per table,
+        how many pages it had and why the columnar path declined them (None: it did not)."""
         results: list[pa.RecordBatch | BaseException | None] = [None] * len(jobs)
         by_table: dict[str, list[int]] = {}
         for i, job in enumerate(jobs):
@@ -295,22 +295,31 @@ class PageDecoder:
         declined: list[tuple[int, str | None]] = []
         for indexes in by_table.values():
             table = jobs[indexes[0]].table
-            pages = [jobs[i].page for i in indexes]
-            try:
-                batches: list[pa.RecordBatch | BaseException] = list(self._columnar.decode(table, pages))
-                declined.append((len(pages), None))
-            except Exception as exc:  # Decline, or an Arrow refusal: the reference way decides, page by page
-                declined.append((len(pages), str(exc) if isinstance(exc, Decline) else "refused by Arrow"))
-                batches = [self._reference(table, page) for page in pages]
+            batches, why = decode_pages(self._columnar, table, [jobs[i].page for i in indexes], self._parse)
+            declined.append((len(indexes), why))
             for i, batch in zip(indexes, batches):
                 results[i] = batch
         return results, declined  # type: ignore[return-value]
 
-    def _reference(self, table: Table, page: RawPage) -> pa.RecordBatch | BaseException:
-        try:
-            return to_batch(table, self._parse(page), page.where, page.context)
-        except BadResponse as exc:
-            exc.status = 200  # the page came with 200; what it held could not be typed
-            return exc
-        except Exception as exc:  # noqa: BLE001 - handed to the page's own task, which raises it
-            return exc
+
+def decode_pages(columnar: ColumnarDecoder, table: Table, pages: Sequence[RawPage],
+                 parse: Callable[[RawPage], list[dict[str, Any]]]) -> tuple[list[pa.RecordBatch | BaseException],
+                                                                           str | None]:
+    """Each page's record batch, or the BadResponse saying why it cannot be typed: the columnar path for
+    all of them, or, where it declines, `parse` and `to_batch` page by page. Also why it declined, if it did."""
+    try:
+        return list(columnar.decode(table, pages)), None
+    except Exception as exc:  # Decline, or an Arrow refusal: the reference way decides, page by page
+        why = str(exc) if isinstance(exc, Decline) else "refused by Arrow"
+        return [_reference(table, page, parse) for page in pages], why
+
+
+def _reference(table: Table, page: RawPage, parse: Callable[[RawPage], list[dict[str, Any]]]
+               ) -> pa.RecordBatch | BaseException:
+    try:
+        return to_batch(table, parse(page), page.where, page.context)
+    except BadResponse as exc:
+        exc.status = 200  # the page came with 200; what it held could not be typed
+        return exc
+    except Exception as exc:  # noqa: BLE001 - handed to the page's own task, which raises it
+        return exc
