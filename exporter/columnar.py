@@ -24,6 +24,7 @@ refusal is a decline. What Arrow cannot tell apart by itself:
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ import pyarrow.json as pj
 from exporter.canvas.errors import BadResponse
 from exporter.rows import Table, from_struct, to_batch
 
+log = logging.getLogger("exporter.columnar")
 _NAME = re.compile(r"[A-Za-z0-9_]+\Z")  # unknown keys this path writes; others are declined
 # An escape that spells a name character or a control character (the marker's \u0001): a key written so
 # would dodge the byte counts. Canvas's own escapes (\u003c, \u003e, \u0026) do not match.
@@ -144,12 +146,12 @@ def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Arr
     parts = []
     for name, values in sorted(unknown):
         if not _NAME.match(name):
-            raise Decline(f"unknown key {name!r} needs escaping")
+            raise Decline("an unknown key with characters to escape")
         quoted = f'"{name}"'.encode()
         wrappers = pages if name == "i" else 0  # each line's own `{"i":`
         as_key = lines.count(quoted + b":") - wrappers
         if lines.count(quoted) - wrappers != as_key:
-            raise Decline(f"{name!r} also appears other than as a compact key")
+            raise Decline("an unknown key also written other than as a compact key")
         mark = marks.get(name)
         present_null = 0
         if mark is not None:
@@ -160,7 +162,7 @@ def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Arr
         if as_key != non_null + present_null:
             if name not in null_keys and as_key > non_null:
                 raise _MarkAndRetry(name)  # present with null somewhere: parse again with markers
-            raise Decline(f"cannot tell where {name!r} is present")
+            raise Decline("an unknown key whose presence cannot be counted")
         text = _json_text(name, values)
         if mark is not None:
             text = pc.if_else(pc.fill_null(mark, False), pa.scalar("null"), text)
@@ -172,9 +174,18 @@ def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Arr
     if len(parts) == 1:
         joined = parts[0]
     else:  # keys sorted, absent ones skipped; a row with none of them stays null
-        joined = pc.binary_join_element_wise(*parts, ",", null_handling="skip")
-        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()), joined)
+        # (not null_handling="skip": in pyarrow 26 it drops rows whose values are all null)
+        pieces = [pc.fill_null(pc.binary_join_element_wise(",", part, ""), "") for part in parts]
+        joined = pc.binary_join_element_wise(*pieces, "")
+        joined = pc.if_else(pc.equal(joined, ""), pa.scalar(None, pa.string()),
+                            pc.utf8_slice_codeunits(joined, 1))
     return pc.binary_join_element_wise("{", joined, "}", "")
+
+
+def _kind(kind: pa.DataType) -> str:
+    """An Arrow type's family (timestamp, double, struct, list, ...): the manifest counts declines by it,
+    and names and units from the server stay out of it."""
+    return str(kind).split("[", 1)[0].split("<", 1)[0]
 
 
 def _json_text(name: str, values: pa.Array) -> pa.Array:
@@ -184,9 +195,9 @@ def _json_text(name: str, values: pa.Array) -> pa.Array:
         return values.cast(pa.string())
     if pa.types.is_string(kind):
         if pc.any(pc.match_substring_regex(values, _NEEDS_ESCAPE)).as_py():
-            raise Decline(f"a value of {name!r} needs escaping")
+            raise Decline("an unknown field's text with characters to escape")
         return pc.binary_join_element_wise('"', values, '"', "")
-    raise Decline(f"{name!r} is {kind}, kept only through to_batch")
+    raise Decline(f"an unknown field of type {_kind(kind)}")
 
 
 # -- on the event loop ---------------------------------------------------------------------------------------
@@ -223,13 +234,14 @@ class DecodeStats:
 
 
 class PageDecoder:
-    LANES = 2  # batches typed at once: while one is in the JSON reader (no GIL), the other can be set up
-    """Pages typed on a worker thread, many at a time: while one batch is being typed, the pages that
-    arrive queue up and go together as the next batch; a page that arrives alone goes alone at once.
+    """Pages typed on worker threads, many at a time: while a batch is being typed, the pages that arrive
+    queue up and go together as the next batch; a page that arrives with a lane free goes at once.
 
     `parse(page)` is the reference way to the page's JSON objects (the client's, which names what is wrong
     with a body that is not a JSON list of objects); it and `to_batch` type a declined batch and write the
     error of a page that cannot be typed, as BadResponse."""
+
+    LANES = 2  # batches typed at once: while one is in the JSON reader (no GIL), the other can be set up
 
     def __init__(self, parse: Callable[[RawPage], list[dict[str, Any]]]) -> None:
         self._parse = parse
@@ -309,8 +321,15 @@ def decode_pages(columnar: ColumnarDecoder, table: Table, pages: Sequence[RawPag
     all of them, or, where it declines, `parse` and `to_batch` page by page. Also why it declined, if it did."""
     try:
         return list(columnar.decode(table, pages)), None
-    except Exception as exc:  # Decline, or an Arrow refusal: the reference way decides, page by page
-        why = str(exc) if isinstance(exc, Decline) else "refused by Arrow"
+    except Exception as exc:  # Decline, an Arrow refusal, or a fault here: the reference way decides
+        if isinstance(exc, Decline):
+            why = str(exc)
+        elif isinstance(exc, pa.ArrowException):
+            why = "refused by Arrow"
+        else:  # a bug in this path; the reference way still gives the right rows
+            why = f"unexpected {type(exc).__name__} in the columnar path"
+            log.warning("columnar typing failed (%s: %s); these pages are typed the reference way",
+                        type(exc).__name__, exc)
         return [_reference(table, page, parse) for page in pages], why
 
 

@@ -93,3 +93,21 @@ def test_interrupted_commit_is_finished_on_resume(tmp_path):
     again.finish_commit()
     assert [r["id"] for r in visible_rows(str(tmp_path), "sections")] == [1]
     assert os.path.exists(tmp_path / "section_users" / "snapshot_id=S1")
+
+
+def test_units_added_while_a_write_runs_are_journaled_with_their_own_file(tmp_path):
+    """The crawl takes a chunk, writes it on a worker thread, and meanwhile adds more units: a file closed by
+    that write must journal only the units whose rows it holds; the later units go with a later file."""
+    import orjson
+
+    snap = Snapshot(str(tmp_path), "S1", TABLES, row_group_rows=2, file_rows=2)
+    snap.open({"scope": {}}, resume=False)
+    assert snap.add(SECTION_USERS, 1, user_batch(1, [10, 11]))  # a row group's worth: due
+    chunk = snap.take(SECTION_USERS)
+    snap.add(SECTION_USERS, 2, user_batch(2, [20]))  # arrives while the chunk is being written
+    snap.write(SECTION_USERS, chunk)  # 2 rows: the file is full and closes
+    entries = [orjson.loads(p.read_bytes()) for p in sorted((tmp_path / "_staging" / "S1" / "journal").iterdir())]
+    assert [(e["units"], e["rows"]) for e in entries] == [([1], 2)]
+    snap.commit({"status": "complete"})
+    rows = sorted((r["section_id"], r["user_id"]) for r in visible_rows(str(tmp_path), "section_users"))
+    assert rows == [(1, 10), (1, 11), (2, 20)]
