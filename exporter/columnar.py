@@ -110,6 +110,8 @@ class ColumnarDecoder:
             raise Decline("a body is more than one JSON list")  # e.g. `[]} {"i":[...]`: not what orjson reads
         parsed.validate(full=True)  # Arrow's reader does not check UTF-8 itself
         lists = parsed.column(0).combine_chunks()
+        if lists.null_count:  # `null`, not a list: the reference way says what it is instead
+            raise Decline("a body that is not a JSON list")
         struct = lists.flatten()
         fields = struct.flatten()
         known = table.raw_struct.num_fields
@@ -204,6 +206,10 @@ def _json_text(name: str, values: pa.Array) -> pa.Array:
 _LEAD = object()  # a waiting job's turn to take the queue to the worker thread
 
 
+def _told_to_lead(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None and future.result() is _LEAD
+
+
 @dataclass(slots=True)
 class _Job:
     table: Table
@@ -260,7 +266,7 @@ class PageDecoder:
             try:
                 outcome = await job.future
             except BaseException:
-                if job.future.done() and not job.future.cancelled() and job.future.result() is _LEAD:
+                if _told_to_lead(job.future):
                     self._hand_over()  # told to lead just as it was cancelled: the next job leads instead
                 raise
             if outcome is not _LEAD:

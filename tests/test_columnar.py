@@ -106,7 +106,7 @@ def bodies(draw: st.DrawFn, table: Table) -> bytes:
     if shape == 1:  # a body that closes the wrapper and opens another line
         return b'[]} {"i":[' + _compact(draw(items(table))) + b"]"
     if shape == 2:
-        return b'[], "z": 5'
+        return draw(st.sampled_from([b'[], "z": 5', b"null", b" null ", b"[null]", b"[[]]"]))
     if shape == 3:
         return b'[{"id":1,"name":"a\xffb","course_id":2}]'  # not UTF-8
     return _serialize(draw(st.lists(items(table), max_size=5)), style)
@@ -196,6 +196,7 @@ def test_what_the_columnar_path_can_vouch_for_is_taken_and_exact(body: bytes) ->
     pytest.param(b'[{"id":1,"x":"say \\"hi\\""}]', id="unknown string to escape"),
     pytest.param(b'[]} {"i":[{"id":5}]', id="second line"),
     pytest.param(b'[], "z": 5', id="second key"),
+    pytest.param(b'null', id="null, not a list"),
     pytest.param(b'[{"id":"12"}]', id="string id"),
     pytest.param(b'[{"id":1,"name":"a\xffb"}]', id="not UTF-8"),
 ])

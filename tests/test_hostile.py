@@ -150,6 +150,8 @@ BROKEN = {
     "invalid_json": (invalid_json, "bad_response", r"not valid JSON"),
     "html_200": (html_200, "bad_response", r"not valid JSON.*text/html.*<!DOCTYPE html>"),
     "object_not_list": (object_not_list, "bad_response", r"expected a JSON list, got a JSON dict"),
+    "null_not_list": (lambda request, up: up.response(body=b"null"), "bad_response",
+                      r"expected a JSON list, got a JSON NoneType"),
     "id_is_text": (with_item(lambda i: i.update(id="abc")), "bad_response", r"field 'id' is \"abc\": not an integer"),
     "created_at_is_number": (with_item(lambda i: i.update(created_at=5)), "bad_response",
                              r"field 'created_at' is 5: not an ISO 8601 timestamp"),
@@ -173,6 +175,21 @@ async def test_broken_list_is_recorded_and_the_rest_exported(inst, tmp_path, kin
     assert failure["kind"] == failure_kind
     assert re.search(reason, failure["reason"]), failure["reason"]
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
+async def test_a_later_roster_page_of_null_fails_the_roster_instead_of_ending_it(inst, tmp_path):
+    """`null` typed as an empty page would end the list early and lose the rest of the roster silently."""
+    pattern, item, path = target(inst, "users")
+
+    def null_page_3(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return up.response(body=b"null") if "page=3&" in request.raw_path else up.response()
+
+    async with proxied(inst, {pattern: null_page_3}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_response" and "page=3&" in failure["path"]
+    assert "expected a JSON list, got a JSON NoneType" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
 
 
 async def test_a_field_of_the_wrong_type_is_recorded_with_its_http_status(inst, tmp_path):

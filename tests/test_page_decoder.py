@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 
 import anyio
+import pytest
 import orjson
 
 from exporter.canvas.errors import BadResponse
@@ -151,3 +152,44 @@ async def test_a_page_cancelled_just_as_it_is_told_to_lead_passes_the_lane_on() 
         assert (await after).equals(_expected(*pages[2]))
     assert told.cancelled()
     assert decoder._busy == 0 and not decoder._queue
+
+
+async def test_a_cancel_is_not_turned_into_the_pages_error() -> None:
+    """A waiting page whose batch gave it an error, cancelled before it resumes, ends cancelled: the page's
+    BadResponse must not replace the cancellation (it would be recorded as a failed item)."""
+    import asyncio
+
+    rng = random.Random(4)
+    decoder = PageDecoder(_parse)
+    decoder.LANES = 1
+    good = [(SECTION_USERS, RawPage(_users_page(i, 5, rng), f"/s/{i}", {"section_id": i, "course_id": 1}))
+            for i in range(2)]
+    bad = (SECTION_USERS, RawPage(b'{"errors":[]}', "/s/9", {"section_id": 9, "course_id": 1}))
+    first = asyncio.ensure_future(decoder.decode(*good[0]))
+    await asyncio.sleep(0)  # it leads alone
+    second = asyncio.ensure_future(decoder.decode(*good[1]))
+    doomed = asyncio.ensure_future(decoder.decode(*bad))
+    await asyncio.sleep(0)  # both wait; the second will lead them both
+    hand_over = decoder._hand_over
+
+    second_led = [False]
+
+    def cancel_once_answered() -> None:
+        hand_over()
+        if not doomed.done() and second_led[0]:  # its future holds its BadResponse; it has not resumed
+            doomed.cancel()
+
+    original = decoder._decode_all
+
+    def note(jobs):  # the second's batch holds the doomed page
+        if len(jobs) == 2:
+            second_led[0] = True
+        return original(jobs)
+
+    decoder._decode_all = note
+    decoder._hand_over = cancel_once_answered
+    with anyio.fail_after(20):
+        await first
+        await second
+        with pytest.raises(asyncio.CancelledError):
+            await doomed
