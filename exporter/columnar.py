@@ -24,6 +24,7 @@ refusal is a decline. What Arrow cannot tell apart by itself:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections import Counter
@@ -72,7 +73,9 @@ class RawPage:
 
 
 class ColumnarDecoder:
-    """Types batches of pages of one or more tables. Not thread-safe: one batch at a time."""
+    """Types batches of pages of one or more tables. Batches may be typed on several threads at once: the
+    only state shared between them is the set of keys seen with null, which each attempt reads as a frozen
+    copy and which only ever grows (a key added meanwhile costs at most one more parse)."""
 
     def __init__(self) -> None:
         self._null_keys: dict[str, set[str]] = {}  # per table: unknown keys seen present with null
@@ -136,6 +139,7 @@ class ColumnarDecoder:
         return batch, lists.offsets.to_pylist()
 
 
+@functools.cache  # one per table (tables are module constants, hashed by identity)
 def _line_schema(table: Table) -> pa.Schema:
     return pa.schema([("i", pa.list_(table.raw_struct))])
 
@@ -165,7 +169,7 @@ def _unknown_fields(unknown: list[tuple[str, pa.Array]], marks: dict[str, pa.Arr
             if name not in null_keys and as_key > non_null:
                 raise _MarkAndRetry(name)  # present with null somewhere: parse again with markers
             raise Decline("an unknown key whose presence cannot be counted")
-        text = _json_text(name, values)
+        text = _json_text(values)
         if mark is not None:
             text = pc.if_else(pc.fill_null(mark, False), pa.scalar("null"), text)
         if text.null_count == len(text):
@@ -190,7 +194,7 @@ def _kind(kind: pa.DataType) -> str:
     return str(kind).split("[", 1)[0].split("<", 1)[0]
 
 
-def _json_text(name: str, values: pa.Array) -> pa.Array:
+def _json_text(values: pa.Array) -> pa.Array:
     """Each value as orjson writes it (null where there is none)."""
     kind = values.type
     if pa.types.is_null(kind) or kind == pa.int64() or pa.types.is_boolean(kind):

@@ -162,6 +162,8 @@ class _StalePages:
 
 
 class Crawler:
+    WRITE_BACKLOG = 4  # row groups buffered for a table while its last one is written
+
     def __init__(self, config: CrawlConfig, client: CanvasClient, snapshot: Snapshot,
                  resume: ResumeState | None = None, progress: Progress | None = None) -> None:
         self.config = config
@@ -360,8 +362,6 @@ class Crawler:
                     writing[name] = anyio.Event()
                     tg.start_soon(self._write_out, unit.table, writing)
                 self.progress.rows[name] += unit.rows
-
-    WRITE_BACKLOG = 4  # row groups buffered for a table while its last one is written
 
     async def _write_out(self, table: Table, writing: dict[str, anyio.Event]) -> None:
         try:

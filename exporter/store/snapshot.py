@@ -126,6 +126,10 @@ class _TableWriter:
         self._units.append(unit)
         return self.due()
 
+    def backlog(self) -> float:
+        """Row groups' worth of rows buffered and not yet taken."""
+        return self._pending_rows / self.snapshot.row_group_rows
+
     def due(self) -> bool:
         """A row group's worth is buffered, or the open file should be closed (size, or checkpoint time)."""
         return self._pending_rows >= self.snapshot.row_group_rows or (
@@ -286,7 +290,7 @@ class Snapshot:
 
     def backlog(self, table: Table) -> float:
         """Row groups' worth of rows buffered for `table` and not yet taken."""
-        return self._writers[table.name]._pending_rows / self.row_group_rows
+        return self._writers[table.name].backlog()
 
     def take(self, table: Table) -> Chunk:
         return self._writers[table.name].take()
