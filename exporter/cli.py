@@ -22,6 +22,7 @@ import anyio
 import orjson
 
 from exporter import __version__
+from exporter.arrow_thread import limit_malloc_arenas
 from exporter.canvas.errors import CanvasError, unwrap_group
 from exporter.canvas.refs import RefError, account_ref, course_ref
 from exporter.config import (
@@ -401,6 +402,7 @@ COMMANDS = {"crawl": cmd_crawl, "demo": cmd_demo, "simulate": cmd_simulate, "ins
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_malloc_arenas()
     try:
         return COMMANDS[args.command](args)
     except UsageError as exc:

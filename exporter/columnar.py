@@ -28,7 +28,7 @@ import functools
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,12 +249,17 @@ class PageDecoder:
 
     `parse(page)` is the reference way to the page's JSON objects (the client's, which names what is wrong
     with a body that is not a JSON list of objects); it and `to_batch` type a declined batch and write the
-    error of a page that cannot be typed, as BadResponse."""
+    error of a page that cannot be typed, as BadResponse. `run_sync(fn, *args)` runs a batch on a thread:
+    anyio's thread pool unless given (the crawl gives its `ArrowThread`, with one lane)."""
 
     LANES = 2  # batches typed at once: while one is in the JSON reader (no GIL), the other can be set up
 
-    def __init__(self, parse: Callable[[RawPage], list[dict[str, Any]]]) -> None:
+    def __init__(self, parse: Callable[[RawPage], list[dict[str, Any]]],
+                 run_sync: Callable[..., Awaitable[Any]] | None = None, lanes: int | None = None) -> None:
         self._parse = parse
+        self._run_sync = run_sync or anyio.to_thread.run_sync
+        if lanes is not None:
+            self.LANES = lanes
         self._columnar = ColumnarDecoder()
         self._queue: list[_Job] = []
         self._busy = 0  # batches on worker threads, and jobs told to take the queue
@@ -278,7 +283,7 @@ class PageDecoder:
             jobs, self._queue = [job, *self._queue], []  # _hand_over took it off the queue
         with anyio.CancelScope(shield=True):  # the other jobs' results come from this batch: finish it
             try:
-                results, declined = await anyio.to_thread.run_sync(self._decode_all, jobs)
+                results, declined = await self._run_sync(self._decode_all, jobs)
             except BaseException as exc:  # the thread could not run at all: every job of the batch says so
                 results, declined = [exc] * len(jobs), []
         self.stats.count(declined)

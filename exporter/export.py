@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from exporter import __version__
+from exporter.arrow_thread import ArrowThread
 from exporter.canvas.client import CanvasClient
 from exporter.canvas.errors import RunAborted
 from exporter.config import CrawlConfig
@@ -82,6 +83,16 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
         manifest = _load_manifest(snapshot)
         return ExportResult(snapshot_id, manifest["status"], manifest, snapshot.manifest_path)
 
+    arrow = ArrowThread()  # the run's one thread for typing pages and encoding Parquet
+    try:
+        return await _crawl_and_commit(config, snapshot, started, progress, arrow)
+    finally:
+        arrow.close()
+
+
+async def _crawl_and_commit(config: CrawlConfig, snapshot: Snapshot, started: datetime,
+                            progress: Progress | None, arrow: ArrowThread) -> ExportResult:
+    snapshot_id = snapshot.snapshot_id
     info = run_info(config, snapshot_id, started)
     earlier = snapshot.open(info, resume=config.resume)
     if earlier is not None and earlier.get("scope") != info["scope"]:
@@ -91,7 +102,7 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     progress = progress or Progress()
     async with CanvasClient(config.client) as client:
         try:
-            crawler = Crawler(config, client, snapshot, resume_state, progress)
+            crawler = Crawler(config, client, snapshot, arrow, resume_state, progress)
             await crawler.run()
         except BaseException as exc:
             snapshot.abandon_open_files()
@@ -106,7 +117,7 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     finished = datetime.now(timezone.utc).replace(microsecond=0)
     status = "partial" if progress.failures else "complete"
     try:
-        snapshot.close_parts()
+        await arrow.run_sync(snapshot.close_parts)  # the rows still buffered, encoded where the rest were
     except OSError as exc:
         snapshot.abandon_open_files()
         raise RunAborted(f"cannot write the snapshot to {snapshot.root}: {exc}") from exc

@@ -14,6 +14,7 @@ import anyio
 import pytest
 import orjson
 
+from exporter.arrow_thread import ArrowThread
 from exporter.canvas.errors import BadResponse
 from exporter.columnar import PageDecoder, RawPage
 from exporter.rows import SECTION_USERS, SECTIONS, to_batch
@@ -52,6 +53,16 @@ def _page(i: int, rng: random.Random) -> tuple:
     return SECTION_USERS, RawPage(_users_page(i, rng.randint(0, 40), rng), f"/s/{i}", context)
 
 
+@pytest.fixture(params=["anyio's thread pool, two lanes", "the crawl's ArrowThread, one lane"])
+def decoder(request):
+    """A decoder as tests build it by default, and as the crawl builds it."""
+    if request.param.startswith("anyio"):
+        yield PageDecoder(_parse)
+        return
+    with ArrowThread() as arrow:
+        yield PageDecoder(_parse, arrow.run_sync, lanes=1)
+
+
 def _expected(table, page: RawPage):
     try:
         return to_batch(table, _parse(page), page.where, page.context)
@@ -59,9 +70,8 @@ def _expected(table, page: RawPage):
         return exc
 
 
-async def test_every_page_gets_its_own_result_from_shared_batches() -> None:
+async def test_every_page_gets_its_own_result_from_shared_batches(decoder) -> None:
     rng = random.Random(5)
-    decoder = PageDecoder(_parse)
     pages = [_page(i, rng) for i in range(300)]
     got: dict[int, object] = {}
 
@@ -87,9 +97,8 @@ async def test_every_page_gets_its_own_result_from_shared_batches() -> None:
     assert stats.columnar_pages > 0 and stats.reference_pages > 0
 
 
-async def test_cancelled_waiters_neither_hang_the_rest_nor_take_their_results() -> None:
+async def test_cancelled_waiters_neither_hang_the_rest_nor_take_their_results(decoder) -> None:
     rng = random.Random(9)
-    decoder = PageDecoder(_parse)
     pages = [(SECTION_USERS, RawPage(_users_page(i, 30, rng), f"/s/{i}", {"section_id": i, "course_id": 1}))
              for i in range(400)]
     got: dict[int, object] = {}

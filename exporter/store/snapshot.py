@@ -168,8 +168,15 @@ class _TableWriter:
         writer = self._open()
         if chunk.rows:
             # One contiguous copy of the pages' rows: Parquet encodes it about a quarter faster than the
-            # pages one by one, and the decode batches the pages were sliced from can be freed.
-            data = pa.Table.from_batches(chunk.batches, schema=self.table.schema).combine_chunks()
+            # pages one by one. Copied a column at a time, so each column's page slices are freed as soon as
+            # it is copied, and here, by the thread that copies them: the pages and the copy are never all
+            # in memory at once.
+            columns = pa.Table.from_batches(chunk.batches, schema=self.table.schema).columns
+            chunk.batches.clear()
+            for i in range(len(columns)):
+                columns[i] = columns[i].combine_chunks()
+            data = pa.Table.from_arrays(columns, schema=self.table.schema)
+            del columns
             writer.write_table(data, row_group_size=max(chunk.rows, 1))
             self._file_rows += chunk.rows
         self._file_units += chunk.units
