@@ -2,10 +2,12 @@
 
 Why one long-lived thread rather than anyio's thread pool: memory. Arrow's JSON reader allocates about three
 times a page's bytes to type it, and that memory is freed a moment later. How soon it is used again depends on
-the allocator, and every allocator measured keeps more of it when the work moves between threads: with the
-pool's threads (two typing, one writing), peak RSS on the cpu benchmark was 283-300 MB; with this one thread,
-205-232 MB and no slower (`benchmarks/README.md`, "Memory"). One thread also keeps the work in order: a
-row group is encoded between two batches of pages, never beside them.
+the allocator, and every allocator measured kept more of it when the work moved between threads: with the
+pool's threads (two typing, one writing), peak RSS on the cpu benchmark was 283-311 MB; with this one thread,
+206-222 MB, and 170-176 MB with the system's malloc (`benchmarks/README.md`, "Memory"). The one thread costs
+little time: the event loop, not typing, is the limit (wall time within the run-to-run noise of this VM,
+7.0-8.5 s either way). It also keeps the work in order: a row group is encoded between two batches of pages,
+never beside them.
 """
 
 from __future__ import annotations
