@@ -111,3 +111,27 @@ def test_units_added_while_a_write_runs_are_journaled_with_their_own_file(tmp_pa
     snap.commit({"status": "complete"})
     rows = sorted((r["section_id"], r["user_id"]) for r in visible_rows(str(tmp_path), "section_users"))
     assert rows == [(1, 10), (1, 11), (2, 20)]
+
+
+def test_unique_columns_are_written_plain_and_the_rest_with_a_dictionary(tmp_path):
+    """A column whose values are unique per user (ids, logins, emails) gets no Parquet dictionary; a column
+    whose values repeat (the section, the course, the name) keeps one."""
+    import glob
+
+    import pyarrow.parquet as pq
+
+    snap = Snapshot(str(tmp_path), "S1", TABLES)
+    snap.open({"scope": {}}, resume=False)
+    users = [{"id": u, "name": f"U{u % 3}", "login_id": f"u{u}", "email": f"u{u}@example.edu"} for u in range(50)]
+    _add(snap, SECTION_USERS, 1, [to_batch(SECTION_USERS, users, "/p", {"section_id": 7, "course_id": 1})])
+    snap.commit({"status": "complete"})
+    [path] = glob.glob(str(tmp_path / "section_users" / "*" / "*.parquet"))
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema: group.column(i).has_dictionary_page
+                  for i in range(group.num_columns)}
+    assert set(SECTION_USERS.unique) == {"user_id", "sis_user_id", "integration_id", "login_id", "email",
+                                         "created_at"}
+    assert {name for name, has in dictionary.items() if not has} == set(SECTION_USERS.unique)
+    assert dictionary["section_id"] and dictionary["name"]
+    assert sorted(r["login_id"] for r in visible_rows(str(tmp_path), "section_users")) == sorted(
+        f"u{u}" for u in range(50))
