@@ -167,6 +167,31 @@ async def test_a_token_echoed_into_the_data_is_never_stored(inst, tmp_path):
     assert files_leaking(tmp_path) == {}
 
 
+@pytest.mark.parametrize("where", ["value", "key"])
+@pytest.mark.parametrize("spelling", ["tilde escaped", "every character escaped, upper-case hex"])
+async def test_a_token_echoed_into_the_data_with_json_escapes_is_never_stored(inst, tmp_path, spelling, where):
+    """JSON lets a server write any character as an escape (`1\\u007e...`): the page still holds the token
+    once decoded, and is refused like one that holds it plainly."""
+    section_id = sections_of(inst, courses(inst)[0])[0]
+    escaped = (SECRET.replace("~", "\\u007e") if spelling == "tilde escaped"
+               else "".join(f"\\u{ord(c):04X}" for c in SECRET))
+
+    def echo_escaped(request: web.BaseRequest, up: Upstream) -> web.Response:
+        users = orjson.loads(up.body)
+        if where == "value":
+            users[0]["name"] = "Ann PLACEHOLDER"
+        else:
+            users[0]["PLACEHOLDER"] = 1
+        body = orjson.dumps(users).replace(b"PLACEHOLDER", escaped.encode())
+        return up.response(body=body)
+
+    async with proxied(inst, {rf"^/api/v1/sections/{section_id}/users$": echo_escaped}) as (_, proxy):
+        result = await export(crawl_config(proxy.base_url, tmp_path))
+    [failure] = result.manifest["failures"]
+    assert failure["item"] == f"section {section_id}" and "holds the API token" in failure["reason"]
+    assert files_leaking(tmp_path) == {}
+
+
 async def test_a_refused_run_leaves_no_token_behind(tmp_path):
     """A run whose token is refused at the first request leaves nothing with the token in OUT."""
     async with proxied(Institution.generate(seed=5, courses=2, large_sections=0), {}) as (_, proxy):

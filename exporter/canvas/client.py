@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,6 +103,34 @@ class _Retry(Exception):
         self.connect = connect
 
 
+_JSON_ESCAPE = re.compile(rb'\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})'  # a surrogate pair
+                          rb'|\\(?:u([0-9a-fA-F]{4})|(.))', re.DOTALL)
+_SHORT_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r",
+                  b"t": b"\t"}
+
+
+def _unescaped(match: re.Match[bytes]) -> bytes:
+    """One JSON escape as the UTF-8 bytes it stands for (a lone surrogate or an unknown escape: as is)."""
+    high, low, code, short = match.groups()
+    if high is not None:
+        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00).encode()
+    if code is None:
+        return _SHORT_ESCAPES.get(short, match.group(0))
+    n = int(code, 16)
+    return match.group(0) if 0xD800 <= n < 0xE000 else chr(n).encode()
+
+
+def _escapes_spelling(token: str) -> re.Pattern[bytes]:
+    """A pattern for the JSON escapes that stand for a character of `token` (any surrogate, if the token has
+    a character outside the Basic Multilingual Plane)."""
+    short = {v.decode(): k for k, v in _SHORT_ESCAPES.items()}
+    spellings = [b"u" + f"{ord(c):04x}".encode() for c in set(token) if ord(c) < 0x10000]
+    spellings += [re.escape(short[c]) for c in set(token) if c in short]
+    if any(ord(c) >= 0x10000 for c in token):
+        spellings.append(b"u[dD][89abAB][0-9a-fA-F]{2}")
+    return re.compile(rb"(?i)\\(?:" + b"|".join(spellings or [b"(?!)"]) + b")")
+
+
 class CanvasClient:
     """`async with CanvasClient(config) as client: page = await client.get_page(url)`."""
 
@@ -118,6 +147,7 @@ class CanvasClient:
         self._session: aiohttp.ClientSession | None = None
         self._token = config.token.reveal()
         self._token_bytes = self._token.encode()
+        self._token_escapes = _escapes_spelling(self._token)
 
     async def __aenter__(self) -> CanvasClient:
         t = self.config.timeouts
@@ -273,13 +303,24 @@ class CanvasClient:
             chunks.append(chunk)
         return b"".join(chunks)
 
+    def _holds_token(self, body: bytes) -> bool:
+        """Whether a body holds the token, written plainly or with JSON escapes (`1\\u007e...`). A C-speed
+        search; only a body with an escape that spells one of the token's characters is decoded first."""
+        if not self._token_bytes:
+            return False
+        if self._token_bytes in body:
+            return True
+        if b"\\" not in body or not self._token_escapes.search(body):
+            return False
+        return self._token_bytes in _JSON_ESCAPE.sub(_unescaped, body)
+
     def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes, raw: bool = False) -> Page:
         status = resp.status
         if status == 200:
             data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
             ctype = resp.headers.get("Content-Type", "?")
             items = [] if raw else self.parse_list(data, ctype, url)  # a body that is no list says so, redacted
-            if self._token_bytes and self._token_bytes in body:  # C-speed search; real data never holds it
+            if self._holds_token(body):
                 if raw:  # a body that is no JSON list says that first, as it does when parsed here
                     self.parse_list(data, ctype, url)
                 raise BadResponse("the response holds the API token (a server echoing credentials into its "
