@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import stat
 import sys
 import time
@@ -39,7 +40,7 @@ from exporter.crawl import Progress
 from exporter.export import ExportResult, export
 from exporter.store.snapshot import SnapshotError
 
-EXIT_OK, EXIT_NOTHING_COMMITTED, EXIT_PARTIAL, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_NOTHING_COMMITTED, EXIT_PARTIAL, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 130, 143
 
 log = logging.getLogger("exporter")
 
@@ -99,9 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", allow_abbrev=False, help="serve a simulated Canvas on 127.0.0.1",
                          description="Serve a seeded synthetic Canvas institution on 127.0.0.1 until Ctrl-C.")
-    sim.add_argument("--port", type=int, default=8800)
-    sim.add_argument("--courses", type=int, default=100)
-    sim.add_argument("--seed", type=int, default=1)
+    sim.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (default 8800)")
+    sim.add_argument("--courses", type=int, default=100, help="size of the simulated institution (courses)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated institution")
     sim.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
     sim.add_argument("--throttle", action="store_true", help="switch on Canvas's leaky-bucket throttle")
     sim.add_argument("--throttle-429", action="store_true", help="throttle with 429 instead of Canvas's 403")
@@ -304,20 +305,35 @@ def _progress_line(p: Progress) -> str:
             f"failed {len(p.failures)}  {elapsed:.0f}s{eta}")
 
 
+class Terminated(Exception):
+    """SIGTERM arrived (a service manager or container stopping the run)."""
+
+
 async def _run_export(config: CrawlConfig, show_progress: bool) -> ExportResult:
     progress = Progress()
-    if not show_progress:
-        return await export(config, progress)
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(_show_progress, progress)
+            tg.start_soon(_stop_on_sigterm)
+            if show_progress:
+                tg.start_soon(_show_progress, progress)
             try:
                 return await export(config, progress)
             finally:
                 tg.cancel_scope.cancel()
-                sys.stderr.write("\r\x1b[K")
+                if show_progress:
+                    sys.stderr.write("\r\x1b[K")
     except BaseExceptionGroup as group:
         raise unwrap_group(group) from None
+
+
+async def _stop_on_sigterm() -> None:
+    """SIGTERM stops the run as Ctrl-C does: what is durable stays staged for --resume."""
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                raise Terminated()
+    except NotImplementedError:  # no signal handlers on this event loop (Windows)
+        await anyio.sleep_forever()
 
 
 def summary(result: ExportResult) -> str:
@@ -364,7 +380,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
     setup_logging(args, token)
     config = crawl_config(args, token)
     result = anyio.run(_run_export, config, _want_progress(args), backend_options=event_loop_options())
-    print(_redacted(summary(result)))
+    _print(_redacted(summary(result)))
     return EXIT_OK if result.status == "complete" else EXIT_PARTIAL
 
 
@@ -389,8 +405,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         found = snapshots(args.dir)
     except SnapshotError as exc:  # nothing was to be committed: say only what is wrong with DIR
         raise UsageError(str(exc)) from None
-    print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() if args.json else describe(found, args.dir))
+    _print(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() if args.json else describe(found, args.dir))
     return EXIT_OK
+
+
+def _print(text: str) -> None:
+    """Print a command's result. A reader that has gone (`| head -1`) is no error: the work is done."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush fails no more
 
 
 def _want_progress(args: argparse.Namespace) -> bool:
@@ -409,9 +433,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         _error(args.command, str(exc))
         return EXIT_NOTHING_COMMITTED
     except (CanvasError, SnapshotError) as exc:  # RunAborted and the rest of the client's errors
-        _error(args.command, f"nothing committed: {exc}")
+        staged = getattr(exc, "staged_as", None)
+        _error(args.command, f"nothing committed: {exc}" + (
+            f"; what was made durable is staged as snapshot {staged}: once the cause is fixed, rerun with "
+            "--resume to continue" if staged else ""))
         return EXIT_NOTHING_COMMITTED
     except KeyboardInterrupt:
         print(f"canvas-export {args.command}: interrupted; nothing committed. Rerun with --resume to continue.",
               file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print(f"canvas-export {args.command}: terminated (SIGTERM); nothing committed. Rerun with --resume to "
+              "continue.", file=sys.stderr)
+        return EXIT_TERMINATED

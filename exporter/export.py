@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
 from exporter import __version__
 from exporter.arrow_thread import ArrowThread
 from exporter.canvas.client import CanvasClient
-from exporter.canvas.errors import RunAborted
+from exporter.canvas.errors import CanvasError, RunAborted
 from exporter.config import CrawlConfig
 from exporter.crawl import Crawler, Progress, ResumeState
 from exporter.rows import TABLES
@@ -63,6 +64,37 @@ def run_info(config: CrawlConfig, snapshot_id: str, started: datetime) -> dict[s
     }
 
 
+# What a resumed run must share with the run that started the snapshot, or the snapshot would mix two exports:
+# (where in run.json, the option that sets it)
+_IDENTITY = ((("base_url",), "--base-url"), (("scope",), "the scope (--account, --course)"),
+             (("options", "section_includes"), "--include"), (("options", "user_includes"), "--user-include"))
+
+
+def _same_export(info: dict[str, Any], earlier: dict[str, Any]) -> None:
+    """Raise SnapshotError naming each option in which this run differs from the one that started the
+    snapshot it would resume."""
+    differences = []
+    for keys, option in _IDENTITY:
+        then, now = earlier, info
+        for key in keys:
+            then = then.get(key) if isinstance(then, dict) else None
+            now = now.get(key) if isinstance(now, dict) else None
+        if then is not None and then != now:
+            differences.append(f"{option} was {_shown(then)}, now {_shown(now)}")
+    if differences:
+        raise SnapshotError(f"--resume: snapshot {info['snapshot_id']} was started with other options ("
+                            + "; ".join(differences) + "); resume it with the same ones, or start a new snapshot "
+                            "(another --snapshot-id)")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    if isinstance(value, dict):
+        return " ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
 async def export(config: CrawlConfig, progress: Progress | None = None) -> ExportResult:
     """Run one export. Raises RunAborted or SnapshotError when nothing could be committed."""
     started = datetime.now(timezone.utc).replace(microsecond=0)
@@ -86,6 +118,12 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     arrow = ArrowThread()  # the run's one thread for typing pages and encoding Parquet
     try:
         return await _crawl_and_commit(config, snapshot, started, progress, arrow)
+    except CanvasError as exc:
+        try:
+            exc.staged_as = snapshot_id if snapshot.has_staging() else None
+        except OSError:
+            pass
+        raise
     finally:
         arrow.close()
 
@@ -94,10 +132,7 @@ async def _crawl_and_commit(config: CrawlConfig, snapshot: Snapshot, started: da
                             progress: Progress | None, arrow: ArrowThread) -> ExportResult:
     snapshot_id = snapshot.snapshot_id
     info = run_info(config, snapshot_id, started)
-    earlier = snapshot.open(info, resume=config.resume)
-    if earlier is not None and earlier.get("scope") != info["scope"]:
-        raise SnapshotError(f"--resume: snapshot {snapshot_id} was started for scope {earlier.get('scope')}, "
-                            f"not {info['scope']}")
+    earlier = snapshot.open(info, resume=config.resume, check=partial(_same_export, info))
     resume_state = ResumeState.from_journal(snapshot.journal)
     progress = progress or Progress()
     async with CanvasClient(config.client) as client:

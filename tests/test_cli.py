@@ -190,3 +190,83 @@ def test_demo_never_writes_into_the_real_export_folder(tmp_path, capsys, monkeyp
     assert main(["demo", "--courses", "3", "--no-progress"]) == 0
     assert not real.exists()
     assert (tmp_path / "canvas-export-demo" / "_manifests").is_dir()
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGINT"])
+def test_a_stopped_run_exits_with_its_signal_status_and_resumes_to_the_truth(token, tmp_path, capsys, how):
+    """A service manager stops a run with SIGTERM, a user with Ctrl-C (SIGINT): either way the run says so in
+    one line, exits 143 or 130, leaves what was made durable staged, and --resume finishes it."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from exporter.sim import AccountScope, SimOptions, compare, ground_truth
+
+    institution = Institution.generate(seed=12, courses=40, large_sections=0)
+    with threaded_simulator(institution, SimOptions(latency_ms=20)) as sim:
+        halfway = threading.Event()
+        sim.hooks.append(lambda request: halfway.set() if sim.stats.requests >= 40 else None)
+        argv = ["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path),
+                "--snapshot-id", "S", "--checkpoint-seconds", "0", "--concurrency", "4", "--no-progress"]
+        # a new session: the signal goes to the run alone, as `kill` or systemd would send it
+        run = subprocess.Popen([sys.executable, "-m", "exporter", *argv], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            assert halfway.wait(60)
+            run.send_signal(getattr(signal, how))
+            out, err = run.communicate(timeout=60)
+        finally:
+            run.kill()
+        said = err.decode()
+        assert run.returncode == {"SIGTERM": 143, "SIGINT": 130}[how], said
+        assert "nothing committed. Rerun with --resume" in said and "Traceback" not in said
+        assert "terminated (SIGTERM)" in said if how == "SIGTERM" else "interrupted" in said
+        assert list((tmp_path / "_staging" / "S" / "journal").iterdir())  # durable work kept for the resume
+        assert main([*argv, "--resume"]) == 0
+    assert compare(tmp_path, "S", ground_truth(institution, AccountScope("self"))) == []
+
+
+def test_a_reader_that_goes_away_is_no_error(sim, token, tmp_path):
+    """`canvas-export crawl ... | head -1`: the summary finds its reader gone; the snapshot is committed
+    all the same, so the run exits 0 without a traceback."""
+    import subprocess
+    import sys
+
+    run = subprocess.Popen([sys.executable, "-m", "exporter", "crawl", "--base-url", sim.base_url, "--account",
+                            "self", "--out", str(tmp_path), "--no-progress"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    run.stdout.close()  # the reader is gone before the run prints anything
+    err = run.stderr.read().decode()
+    assert run.wait(60) == 0, err
+    assert "Traceback" not in err and err == ""
+    assert list((tmp_path / "_manifests").iterdir())
+
+
+def test_a_token_revoked_mid_run_says_what_is_staged_and_resume_finishes(token, tmp_path, capsys):
+    """The token stops working part way (revoked, expired): nothing is committed, and the message says that
+    what was made durable is staged, and how to continue once there is a working token."""
+    import threading
+
+    from exporter.sim import AccountScope, SimOptions, compare, ground_truth
+
+    institution = Institution.generate(seed=13, courses=30, large_sections=0)
+    with threaded_simulator(institution) as sim:
+        revoked = threading.Event()
+
+        def revoke(request) -> None:
+            if sim.stats.requests >= 60 and not revoked.is_set():
+                revoked.set()
+                sim.options.tokens.pop(ADMIN_TOKEN)
+
+        sim.hooks.append(revoke)
+        argv = ["crawl", "--base-url", sim.base_url, "--account", "self", "--out", str(tmp_path),
+                "--snapshot-id", "S", "--checkpoint-seconds", "0", "--concurrency", "2", "--no-progress"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "Canvas refused the API token" in err, err
+        assert "staged as snapshot S: once the cause is fixed, rerun with --resume" in err
+        sim.hooks.remove(revoke)
+        sim.options.tokens[ADMIN_TOKEN] = SimOptions().tokens[ADMIN_TOKEN]
+        assert main([*argv, "--resume"]) == 0
+    assert compare(tmp_path, "S", ground_truth(institution, AccountScope("self"))) == []

@@ -187,6 +187,43 @@ async def test_interrupted_crawl_resumes_to_the_same_result(institution, tmp_pat
     assert not os.path.exists(tmp_path / "_staging" / "R1")
 
 
+async def test_resume_with_other_options_is_refused_and_changes_nothing(institution, tmp_path):
+    """A resumed run continues the run that started the snapshot: with another Canvas, scope or includes it
+    would commit a snapshot that mixes two exports. It is refused, naming each difference, and the staged run
+    (its options and start time) is left as it was, to be resumed with the right options."""
+    from dataclasses import replace
+
+    from exporter.store.snapshot import SnapshotError
+
+    async with Simulator(institution, SimOptions()) as sim, Simulator(institution, SimOptions()) as other:
+        cfg = config(sim, tmp_path, Scope(account=account_ref("self")), snapshot_id="R2", concurrency=4)
+        stop = anyio.Event()
+        sim.hooks.append(lambda request: stop.set() if sim.stats.requests >= 40 else None)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(export, cfg)
+            await stop.wait()
+            tg.cancel_scope.cancel()
+        run_json = tmp_path / "_staging" / "R2" / "run.json"
+        staged = {p: p.read_bytes() for p in (tmp_path / "_staging" / "R2").rglob("*") if p.is_file()}
+        resume = replace(cfg, resume=True)
+        course = next(iter(institution.courses))
+        attempts = {
+            "--base-url was": replace(resume, client=replace(cfg.client, base_url=other.base_url)),
+            "scope (--account, --course) was account=self, now courses=": replace(
+                resume, scope=Scope(courses=(course_ref(str(course)),))),
+            "--user-include was avatar_url, now none": replace(resume, user_includes=()),
+        }
+        for says, attempt in attempts.items():
+            with pytest.raises(SnapshotError, match="started with other options") as refused:
+                await export(attempt)
+            assert says in str(refused.value)
+            assert {p: p.read_bytes() for p in staged} == staged  # not a file touched, none deleted
+        started_at = orjson.loads(run_json.read_bytes())["started_at"]
+        result = await export(resume)
+    assert compare(tmp_path, "R2", ground_truth(institution, AccountScope("self"))) == []
+    assert manifest(tmp_path, "R2")["started_at"] == started_at and result.status == "complete"
+
+
 @pytest.mark.parametrize("includes", [
     ("total_students", "passback_status", "permissions"),
     ("students", "avatar_url", "enrollments"),

@@ -23,6 +23,7 @@ class CanvasError(Exception):
         self.reason = reason
         self.path = path
         self.status = status
+        self.staged_as: str | None = None  # set by export(): the snapshot left staged, to resume
         super().__init__(self.describe())
 
     def describe(self) -> str:

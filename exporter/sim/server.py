@@ -466,6 +466,8 @@ def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800
                 pass
         async with Simulator(institution, options, host=host, port=port) as sim:
             print(f"Canvas simulator at {sim.base_url} ({institution.counts()})", flush=True)
+            print("# counts of the whole model, deleted courses included: a crawl exports fewer "
+                  "(--truth-out DIR writes exactly what --account self should give)")
             print(f"export CANVAS_BASE_URL={sim.base_url}")
             print(f"export CANVAS_API_TOKEN={ADMIN_TOKEN}")
             print(f"# a token without SIS permissions: {NOSIS_TOKEN}")

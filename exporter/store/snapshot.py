@@ -22,6 +22,7 @@ import os
 import signal
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -147,7 +148,7 @@ class _TableWriter:
     def write(self, chunk: Chunk) -> None:
         """Write a taken chunk as a row group, and close the file when due (slow: off the event loop)."""
         self._write_rows(chunk)
-        if self._file_due():
+        if self._file_units and self._file_due():
             self._close()
 
     def settle(self) -> None:
@@ -166,13 +167,13 @@ class _TableWriter:
         return self._writer
 
     def _write_rows(self, chunk: Chunk) -> None:
-        writer = self._open()
-        if chunk.rows:
+        if chunk.rows:  # a file is opened for rows, or to close (`_close`): never left open with neither
+            writer = self._open()
             # The pages' rows as they are, not first copied into one contiguous table: the copy made Parquet
             # encode a 64Ki-row group about 10 ms faster, and cost 12-15 MB of peak RSS at every size.
             data = pa.Table.from_batches(chunk.batches, schema=self.table.schema)
             chunk.batches.clear()
-            writer.write_table(data, row_group_size=max(chunk.rows, 1))
+            writer.write_table(data, row_group_size=chunk.rows)
             self._file_rows += chunk.rows
         self._file_units += chunk.units
 
@@ -184,8 +185,7 @@ class _TableWriter:
             self._close()
 
     def _close(self) -> None:
-        assert self._writer is not None
-        self._writer.close()
+        self._open().close()  # units without rows (an empty roster) still get a file that journals them
         self._sink.close()
         self.snapshot.fs.move(self._tmp, self._final)
         failpoint("part-closed")
@@ -237,8 +237,11 @@ class Snapshot:
     def has_staging(self) -> bool:
         return _exists(self.fs, self.staging)
 
-    def open(self, run_info: dict[str, Any], resume: bool) -> dict[str, Any] | None:
-        """Prepare staging. With `resume`, keep journaled parts and return the earlier run's info."""
+    def open(self, run_info: dict[str, Any], resume: bool,
+             check: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any] | None:
+        """Prepare staging. With `resume`, keep journaled parts and return the info of the run that started
+        the snapshot, after `check(info)` (which raises if this run cannot continue it); that info is kept,
+        not replaced by this run's."""
         if self.is_committed():
             raise SnapshotError(f"snapshot {self.snapshot_id} is already committed in {self.root}; "
                                 "choose another --snapshot-id")
@@ -249,10 +252,13 @@ class Snapshot:
                                     "pass --resume to continue it, or choose another --snapshot-id")
             earlier = _read_json(self.fs, f"{self.staging}/run.json") if _exists(
                 self.fs, f"{self.staging}/run.json") else None
+            if earlier is not None and check is not None:
+                check(earlier)
             self._load_journal()
         try:
             self.fs.create_dir(f"{self.staging}/journal", recursive=True)
-            _write_json(self.fs, f"{self.staging}/run.json", run_info)
+            if earlier is None:
+                _write_json(self.fs, f"{self.staging}/run.json", run_info)
         except OSError as exc:
             raise SnapshotError(f"cannot write to {self.root}: {exc}") from exc
         first_seq = 1 + max((int(e["_seq"]) for e in self.journal), default=0)
