@@ -322,7 +322,9 @@ class Crawler:
         unit = Unit(SECTIONS, {key: ref.text, "sections": [[j.section_id, j.course_id, j.expected_users]
                                                             for j in jobs]},
                     batches, len(ids))
-        return unit, [j for j in jobs if j.section_id not in self.resume.done_sections]
+        todo = [j for j in jobs if j.section_id not in self.resume.done_sections]
+        self.progress.sections_done += len(jobs) - len(todo)  # rosters made durable by the run resumed
+        return unit, todo
 
     async def _section_worker(self, jobs: ObjectReceiveStream[SectionJob], units: ObjectSendStream[Unit]) -> None:
         async with jobs, units:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import anyio
@@ -191,8 +192,6 @@ async def test_resume_with_other_options_is_refused_and_changes_nothing(institut
     """A resumed run continues the run that started the snapshot: with another Canvas, scope or includes it
     would commit a snapshot that mixes two exports. It is refused, naming each difference, and the staged run
     (its options and start time) is left as it was, to be resumed with the right options."""
-    from dataclasses import replace
-
     from exporter.store.snapshot import SnapshotError
 
     async with Simulator(institution, SimOptions()) as sim, Simulator(institution, SimOptions()) as other:
@@ -222,6 +221,38 @@ async def test_resume_with_other_options_is_refused_and_changes_nothing(institut
         result = await export(resume)
     assert compare(tmp_path, "R2", ground_truth(institution, AccountScope("self"))) == []
     assert manifest(tmp_path, "R2")["started_at"] == started_at and result.status == "complete"
+
+
+async def test_resumed_counts_include_rosters_made_durable_before_their_course(institution, tmp_path):
+    """Each table's files close on their own, so a run can stop with a roster durable and its course's
+    section list not: the resume lists the course again, does not fetch that roster again, and counts it."""
+    from datetime import datetime, timezone
+
+    import pyarrow.dataset as ds
+
+    from exporter.export import run_info
+    from exporter.rows import SECTION_USERS, TABLES
+    from exporter.store.snapshot import Snapshot
+
+    async with Simulator(institution, SimOptions()) as sim:
+        cfg = config(sim, tmp_path / "staged", Scope(account=account_ref("self")), snapshot_id="S")
+        first = await export(config(sim, tmp_path / "first", Scope(account=account_ref("self"))))
+        users = ds.dataset(tmp_path / "first" / "section_users", partitioning="hive").to_table()
+        section = users.column("section_id")[0].as_py()
+        rows = users.filter(ds.field("section_id") == section).select(SECTION_USERS.schema.names)
+        staged = Snapshot(cfg.out, "S", TABLES)
+        staged.open(run_info(cfg, "S", datetime.now(timezone.utc)), resume=False)
+        staged.add(SECTION_USERS, section, rows.cast(SECTION_USERS.schema).to_batches())
+        staged.close_parts()  # the roster is journaled; no course is
+        asked: list[str] = []
+        sim.hooks.append(lambda request: asked.append(request.path))
+        result = await export(replace(cfg, resume=True))
+    assert first.status == result.status == "complete"
+    assert f"/api/v1/sections/{section}/users" not in asked
+    truth = ground_truth(institution, AccountScope("self"))
+    assert compare(tmp_path / "staged", "S", truth) == []
+    m = manifest(tmp_path / "staged", "S")
+    assert m["sections"] == {"found": len(truth.sections), "done": len(truth.sections)}
 
 
 @pytest.mark.parametrize("includes", [
