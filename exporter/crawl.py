@@ -307,13 +307,17 @@ class Crawler:
             if batch.num_rows:
                 batches.append(batch)
         table = pa.Table.from_batches(batches, schema=SECTIONS.schema)
-        fresh = [i not in self.claimed_sections for i in table.column("id").to_pylist()]
+        ids = table.column("id").to_pylist()
+        fresh = [i not in self.claimed_sections for i in ids]
         if not all(fresh):
             if not recheck:  # on the recheck, sections already taken are expected, not duplicates
                 self.progress.duplicates_dropped += fresh.count(False)
-            table = table.filter(pa.array(fresh))
-            batches = table.to_batches()
-        ids = table.column("id").to_pylist()
+            if any(fresh):
+                table = table.filter(pa.array(fresh))
+                batches = table.to_batches()
+                ids = table.column("id").to_pylist()
+            else:  # the recheck's usual answer: nothing new
+                table, batches, ids = table.slice(0, 0), [], []
         self.claimed_sections.update(ids)
         jobs = [SectionJob(s, c, n) for s, c, n in zip(ids, table.column("course_id").to_pylist(),
                                                        table.column("total_students").to_pylist())]
