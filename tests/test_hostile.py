@@ -376,6 +376,25 @@ async def test_next_link_to_another_host_is_refused_and_never_requested(inst, tm
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
 
 
+@pytest.mark.parametrize("kind", ["sections", "users"])
+async def test_next_link_to_another_list_on_the_same_host_is_refused(inst, tmp_path, kind):
+    """A roster's section comes from the crawl, not the data: another section's pages followed from it would
+    be filed under it, and its own would be lost, in a run that says complete."""
+    pattern, item, path = target(inst, kind)
+    others = [s for s in sorted(inst.sections) if f"/sections/{s}/" not in path]
+    elsewhere = (f"/api/v1/courses/{victim_course(inst) + 1}/sections?page=1" if kind == "sections"
+                 else f"/api/v1/sections/{others[0]}/users?page=1")
+
+    def next_to_another_list(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return up.response(headers={"Link": link_header(next=f"{proxy.base_url}{elsewhere}")})
+
+    async with proxied(inst, {pattern: next_to_another_list}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=2 if kind == "sections" else PER_PAGE))
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination" and "leads to another list" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
+
+
 REDIRECTS = {
     "302_absolute": (302, "{other}/api/v1/sections/1/users"),
     "307_absolute": (307, "{other}/api/v1/sections/1/users"),

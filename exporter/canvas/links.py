@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from urllib.parse import unquote_plus, urljoin, urlsplit
+from urllib.parse import unquote, unquote_plus, urljoin, urlsplit
 
 from exporter.canvas.errors import PaginationError
 
@@ -99,6 +99,7 @@ class LinkWalk:
     def __post_init__(self) -> None:
         self.seen: set[tuple[str, ...]] = {canonical(self.first_url)}
         self.items = 0
+        self.path = _list_path(self.first_url)
 
     def check(self, url: str, came_from: str) -> str:
         try:
@@ -111,6 +112,11 @@ class LinkWalk:
                 f"next link points to another host ({host}); not followed, so the token is not sent there",
                 path=path_of(came_from),
             )
+        if _list_path(url) != self.path:
+            # Canvas keeps the path in its links. Another list's pages would be filed under this one (a
+            # roster's section id comes from the crawl, not the data) and this list's own would be lost.
+            raise PaginationError(f"next link leads to another list ({path_of(url)}); not followed",
+                                  path=path_of(came_from))
         key = canonical(url)
         if key in self.seen:
             raise PaginationError(f"next link repeats an earlier page ({path_of(url)}); the list would loop",
@@ -129,6 +135,11 @@ class LinkWalk:
                                   f"(limits {self.max_pages:,} and {self.max_items:,}); its next links do not "
                                   "lead to an end", path=path_of(came_from))
         return self.check(nxt, came_from)
+
+
+def _list_path(url: str) -> str:
+    """Which list a URL is a page of: its path, however escaped, without a trailing slash."""
+    return unquote(urlsplit(url).path).rstrip("/")
 
 
 def page_number(url: str) -> int | None:

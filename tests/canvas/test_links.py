@@ -65,6 +65,15 @@ def test_next_on_another_origin_is_refused():
             w.next_url({"next": other}, 10, BASE)
 
 
+def test_next_to_another_list_is_refused_and_the_same_list_however_spelled_is_not():
+    w = walk()
+    for other in (BASE.replace("/api/v1/", "/api/v1/other/") + "?page=2", f"{BASE}/extra?page=2"):
+        with pytest.raises(PaginationError, match="leads to another list"):
+            w.next_url({"next": other}, 10, BASE)
+    same = BASE.replace("/api/", "/%61pi/") + "/?page=2"  # escaped and with a trailing slash: the same list
+    assert w.next_url({"next": same}, 10, BASE) == same
+
+
 def test_ahead_up_to_last_when_canvas_gives_it():
     q = "include%5B%5D=total_students"
     ahead = pages_ahead(f"{BASE}?{q}&page=2&per_page=100", last_page=4, expected_items=None, per_page=100,
