@@ -131,6 +131,23 @@ def _escapes_spelling(token: str) -> re.Pattern[bytes]:
     return re.compile(rb"(?i)\\(?:" + b"|".join(spellings or [b"(?!)"]) + b")")
 
 
+def _ended_by_close(resp: aiohttp.ClientResponse) -> bool:
+    """A body with neither a length nor chunks ends where the connection closes: a connection that broke
+    early looks to aiohttp just like the end of the body."""
+    return (resp.headers.get("Content-Length") is None
+            and "chunked" not in resp.headers.get("Transfer-Encoding", "").lower())
+
+
+def _cut_short(body: bytes) -> bool:
+    """Whether JSON stops before it is complete (not JSON that is wrong: that is no cause to ask again)."""
+    data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+    try:
+        orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        return exc.pos >= len(data.rstrip())
+    return False
+
+
 class CanvasClient:
     """`async with CanvasClient(config) as client: page = await client.get_page(url)`."""
 
@@ -250,6 +267,8 @@ class CanvasClient:
                             params = None  # the Location carries the query
                             continue
                         body = await self._read(resp, url)
+                        if resp.status == 200 and _ended_by_close(resp) and _cut_short(body):
+                            raise _Retry("body cut short: the connection closed before its JSON ended")
                         self.stats.responses += 1
                         self.stats.bytes += len(body)
                         self.stats.by_status[resp.status] += 1
@@ -352,7 +371,8 @@ class CanvasClient:
 
     def parse_list(self, data: bytes, ctype: str, url: str) -> list[dict[str, Any]]:
         """A 200 body (without any `while(1);` prefix) as the JSON list of objects it must be, or BadResponse
-        saying what it is instead, token redacted. A body cut short never gets here: aiohttp raises first."""
+        saying what it is instead, token redacted. A body cut short never gets here: aiohttp raises first, or, for a
+        body that ends where the connection closes, `_cut_short` asks again."""
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:

@@ -156,7 +156,8 @@ async def test_unreachable_host_aborts_the_run():
 async def test_bodies_that_are_not_a_list_of_objects(body, ctype, message):
     c, _ = client()
     with aioresponses() as m:
-        m.get(URL, status=200, body=body, content_type=ctype)
+        # with its length given: an empty body that ended where the connection closed is asked for again
+        m.get(URL, status=200, body=body, content_type=ctype, headers={"Content-Length": str(len(body))})
         async with c:
             with pytest.raises(BadResponse, match=message) as info:
                 await c.get_page(URL)
@@ -240,3 +241,50 @@ async def test_body_over_the_cap_is_refused():
         async with c:
             with pytest.raises(BadResponse, match=re.escape("exceeds the 1000-byte limit")):
                 await c.get_page(URL)
+
+
+class CloseFramedServer:
+    """A server that answers with neither Content-Length nor chunks, so the body ends where the connection
+    closes; `cut` answers end early (the connection broke), as their turn comes."""
+
+    def __init__(self, body: bytes, cut: list[bool]) -> None:
+        self.body, self.cut, self.requests = body, cut, 0
+
+    async def __aenter__(self) -> str:
+        import asyncio
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            cut = self.cut[self.requests] if self.requests < len(self.cut) else False
+            self.requests += 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+                         + (self.body[:len(self.body) // 2] if cut else self.body))
+            await writer.drain()
+            writer.close()
+
+        self.server = await asyncio.start_server(answer, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+@pytest.mark.parametrize("raw", [False, True])
+async def test_a_body_cut_short_where_the_connection_closes_is_fetched_again(raw):
+    body = b'[' + b",".join(b'{"id": %d, "name": "user %d"}' % (i, i) for i in range(50)) + b']'
+    async with CloseFramedServer(body, cut=[True, True, False]) as base:
+        config = ClientConfig(base_url=base, token=Secret(TOKEN), retry=RetryPolicy(base_delay=0.001))
+        async with CanvasClient(config) as c:
+            page = await c.get_page(f"{base}/api/v1/sections/1/users", raw=raw)
+    assert (page.body == body) if raw else (len(page.items) == 50)
+    assert c.stats.retries == 2 and c.stats.retry_reasons["body cut short"] == 2
+
+
+async def test_a_whole_body_of_bad_json_where_the_connection_closes_is_not_asked_again():
+    async with CloseFramedServer(b'[{"id": 1}] trailing', cut=[]) as server_base:
+        config = ClientConfig(base_url=server_base, token=Secret(TOKEN), retry=RetryPolicy(base_delay=0.001))
+        async with CanvasClient(config) as c:
+            with pytest.raises(BadResponse, match="not valid JSON"):
+                await c.get_page(f"{server_base}/api/v1/sections/1/users")
+    assert c.stats.retries == 0 and c.stats.requests == 1
