@@ -84,6 +84,7 @@ class Progress:
     sections_done: int = 0
     rows: dict[str, int] = field(default_factory=lambda: {SECTIONS.name: 0, SECTION_USERS.name: 0})
     duplicates_dropped: int = 0
+    lists_walked_again: int = 0  # lists that shifted while their pages were fetched at once
     failures: list[Failure] = field(default_factory=list)
 
 
@@ -241,25 +242,45 @@ class Crawler:
             for ref in scope.courses:
                 await self._offer_course(ref, courses)
             return
-        listed = 0
-        params = [("per_page", str(self.per_page))]
+        offered: set[str] = set()
         item = f"course listing of account {scope.account.text}"
         try:
-            async for page in self._pages(self.urls.account_courses(scope.account), params,
-                                          what=f"account {scope.account.text}", first_is_fatal=True):
-                for i, course in enumerate(page.items):
-                    try:
-                        ref = _listed_course(course, i, page.url)
-                    except BadResponse as exc:
-                        self._record(item, exc)
-                        continue
-                    listed += 1
-                    await self._offer_course(ref, courses)
+            if await self._list_account(courses, offered, ahead=True):
+                # A course listed twice: the listing shifted while its pages were fetched at once, so a page
+                # answered before the shift may have missed one. Listed again page by page, a shift can only
+                # repeat a course; those not yet offered are offered now.
+                self.progress.lists_walked_again += 1
+                log.info("account %s: its course listing shifted while it was fetched; listing it again page "
+                         "by page", scope.account.text)
+                await self._list_account(courses, offered, ahead=False)
         except ItemFailed as exc:
             # A later page of the listing failed (the first one failing stops the run: no scope is known).
             # The courses listed so far are exported; the snapshot says it is partial, and why.
             self._record(item, exc)
-        self.progress.courses_total = listed
+        self.progress.courses_total = len(offered)
+
+    async def _list_account(self, courses: ObjectSendStream[CourseTask], offered: set[str], ahead: bool) -> bool:
+        """Offer each course of the account's listing not offered yet; True if the listing repeated one."""
+        account = self.config.scope.account
+        assert account is not None
+        params = [("per_page", str(self.per_page))]
+        item = f"course listing of account {account.text}"
+        repeated = False
+        async for page in self._pages(self.urls.account_courses(account), params, what=f"account {account.text}",
+                                      first_is_fatal=True, ahead=ahead):
+            for i, course in enumerate(page.items):
+                try:
+                    ref = _listed_course(course, i, page.url)
+                except BadResponse as exc:
+                    if ahead:  # the second listing would record the same item again
+                        self._record(item, exc)
+                    continue
+                if ref.text in offered:
+                    repeated = True
+                    continue
+                offered.add(ref.text)
+                await self._offer_course(ref, courses)
+        return repeated
 
     async def _offer_course(self, ref: Ref, courses: ObjectSendStream[CourseTask]) -> None:
         if ref.text in self.resume.done_courses:
@@ -342,21 +363,37 @@ class Crawler:
                 self.progress.sections_done += 1
 
     async def _section_users(self, job: SectionJob) -> Unit:
+        unit, repeated, pages = await self._roster(job, ahead=True)
+        if repeated and pages > 1:
+            # A row on two pages: the roster shifted while it was paged (someone added). Its pages were
+            # fetched at once, so one answered before the shift may also have missed a row. Walked again one
+            # page at a time, a shift can only repeat a row, never drop one.
+            self.progress.lists_walked_again += 1
+            log.info("section %s: its roster shifted while it was fetched; fetching it again page by page",
+                     job.section_id)
+            unit, repeated, _ = await self._roster(job, ahead=False)
+        self.progress.duplicates_dropped += repeated
+        return unit
+
+    async def _roster(self, job: SectionJob, ahead: bool) -> tuple[Unit, int, int]:
+        """A section's roster as a unit, the rows dropped as repeats, and the pages it took."""
         params = [("per_page", str(self.per_page))] + [("include[]", i) for i in self.config.user_includes]
         context = {"section_id": job.section_id, "course_id": job.course_id}
         batches: list[pa.RecordBatch] = []
         seen: set[int] = set()
-        rows = 0
+        rows = repeated = pages = 0
         stale = _StalePages()
         async for page in self._pages(self.urls.section_users(job.section_id), params,
                                       what=f"section {job.section_id}", expected_items=job.expected_users,
-                                      convert=partial(self._decode, SECTION_USERS, context)):
-            batch = self._keep_new(page.data, "user_id", seen)
+                                      convert=partial(self._decode, SECTION_USERS, context), ahead=ahead):
+            pages += 1
+            batch = self._keep_new(page.data, "user_id", seen, count=False)
+            repeated += page.data.num_rows - batch.num_rows
             stale.check(page, batch)
             if batch.num_rows:
                 batches.append(batch)
                 rows += batch.num_rows
-        return Unit(SECTION_USERS, job.section_id, batches, rows)
+        return Unit(SECTION_USERS, job.section_id, batches, rows), repeated, pages
 
     async def _writer(self, units: ObjectReceiveStream[Unit]) -> None:
         """Units into the snapshot. Parquet is written on a worker thread while more units are taken in;
@@ -385,9 +422,10 @@ class Crawler:
     # -- pagination --------------------------------------------------------------------------------------
     async def _pages(self, url: str, params: list[tuple[str, str]], *, what: str,
                      expected_items: int | None = None, first_is_fatal: bool = False,
-                     convert: Callable[[Page], Awaitable[Any]] | None = None) -> AsyncIterator[Page]:
+                     convert: Callable[[Page], Awaitable[Any]] | None = None,
+                     ahead: bool = True) -> AsyncIterator[Page]:
         pages = iter_pages(self.client, url, params, per_page=self.per_page, expected_items=expected_items,
-                           convert=convert)
+                           convert=convert, ahead=ahead)
         first = True
         try:
             async for page in pages:

@@ -167,6 +167,7 @@ async def _crawl_and_commit(config: CrawlConfig, snapshot: Snapshot, started: da
         "courses": {"in_scope": progress.courses_total, "done": progress.courses_done},
         "sections": {"found": progress.sections_found, "done": progress.sections_done},
         "duplicates_dropped": progress.duplicates_dropped,
+        "lists_walked_again": progress.lists_walked_again,
         "requests": {**stats, **throttle},
         "decoding": crawler.decoder.stats.as_dict(),
         "failures": [f.as_dict() for f in progress.failures],

@@ -303,6 +303,56 @@ async def test_row_repeated_across_pages_is_kept_once_and_counted(inst, tmp_path
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
 
 
+@pytest.mark.parametrize("listing", ["roster", "account courses"])
+async def test_a_list_that_shifts_while_its_pages_are_fetched_at_once_loses_nothing(tmp_path, listing):
+    """Canvas pages by offset. Two pages are fetched at once: the later one is answered, then a row is added
+    before both, then the earlier one is answered. It repeats a row of the page before it, and the row that
+    moved from it onto the later page is on neither. The repeat gives the shift away: the list is walked again
+    page by page, and nothing is missing."""
+    import anyio
+
+    inst = Institution.generate(seed=3, courses=12, large_sections=0)
+    if listing == "roster":
+        section = victim_section(inst)
+        pattern, per_page, early, late = rf"^/api/v1/sections/{section}/users$", 4, "2", "3"
+
+        def shift() -> None:  # a teacher joins (total_students, read before, stays right), and sorts first
+            newcomer = inst.add_user("Aaron Aardvark", "Aaaa, Aaron")
+            inst.enroll(newcomer.id, section, type="TeacherEnrollment")
+            assert inst.section_roster(section)[0].user.id == newcomer.id
+    else:
+        pattern, per_page, early, late = r"^/api/v1/accounts/[^/]+/courses$", 3, "3", "4"
+        live = [c.id for c in inst.account_courses(inst.root_account_id)]
+        [restored] = [c for c in inst.courses.values() if c.workflow_state == "deleted"]
+        assert live[3] < restored.id < live[4]  # it comes back in the middle of page 2
+
+        def shift() -> None:  # a deleted course is restored
+            restored.workflow_state = "available"
+            inst.touch()
+
+    asked: list[str | None] = []
+    late_answered = anyio.Event()
+
+    async def shift_between_pages(request: web.BaseRequest, up: Upstream) -> web.Response:
+        page = request.rel_url.query.get("page")
+        asked.append(page)
+        if page == late and not late_answered.is_set():
+            late_answered.set()
+            shift()  # after the later page was read as the list was
+            return up.response()
+        if page == early and asked.count(early) == 1:
+            await late_answered.wait()
+            return (await proxy.fetch(request.raw_path, request.headers)).response()  # as the list is now
+        return up.response()
+
+    async with proxied(inst, {pattern: shift_between_pages}) as (_, proxy):
+        with anyio.fail_after(60):
+            result = await export(crawl_config(proxy, tmp_path, per_page=per_page))
+    m = manifest(tmp_path, result)
+    assert m["status"] == "complete" and m["lists_walked_again"] == 1, m
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
 # -- lists that never end --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sections", "users"])
 async def test_next_links_that_cycle_are_an_error_not_a_loop(inst, tmp_path, kind):

@@ -24,10 +24,12 @@ Getter = Callable[..., Awaitable[Page]]  # (url, params=None) -> Page
 
 async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_page: int = 100,
                      expected_items: int | None = None,
-                     convert: Callable[[Page], Awaitable[Any]] | None = None) -> AsyncIterator[Page]:
+                     convert: Callable[[Page], Awaitable[Any]] | None = None,
+                     ahead: bool = True) -> AsyncIterator[Page]:
     """The pages of one list, in order. With `convert`, each page is fetched raw and converted as soon as it
     arrives: `await convert(page)` turns its `body` into its `data`, whose len() is the number of items (a
-    record batch: one row per item). Pages fetched ahead then wait as compact data, not as JSON."""
+    record batch: one row per item). Pages fetched ahead then wait as compact data, not as JSON. With
+    `ahead=False`, one page at a time, each asked for after the one before it was answered."""
     get = _getter(client, convert)
     page = await get(url, params)
     walk = LinkWalk(page.url, client.home)
@@ -38,9 +40,9 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
     round_no = 0
     while next_url is not None:
         round_no += 1
-        planned = [next_url, *pages_ahead(next_url, last_page=last_page, expected_items=expected_items,
-                                          per_page=per_page, round_no=round_no,
-                                          speculate=not client.limit.metered)]
+        planned = [next_url, *(pages_ahead(next_url, last_page=last_page, expected_items=expected_items,
+                                           per_page=per_page, round_no=round_no,
+                                           speculate=not client.limit.metered) if ahead else [])]
         fetched = await fetch_all(get, planned)
         for planned_url, got in zip(planned, fetched):
             if next_url != planned_url and canonical(next_url) != canonical(planned_url):
