@@ -466,11 +466,11 @@ def run_simulator(options: SimOptions, host: str = "127.0.0.1", port: int = 8800
                 pass
         async with Simulator(institution, options, host=host, port=port) as sim:
             print(f"Canvas simulator at {sim.base_url} ({institution.counts()})", flush=True)
-            print("# counts of the whole model, deleted courses included: a crawl exports fewer "
-                  "(--truth-out DIR writes exactly what --account self should give)")
             print(f"export CANVAS_BASE_URL={sim.base_url}")
             print(f"export CANVAS_API_TOKEN={ADMIN_TOKEN}")
             print(f"# a token without SIS permissions: {NOSIS_TOKEN}")
+            print("# the counts above are the whole model's, deleted courses included: a crawl exports fewer "
+                  "(--truth-out DIR writes exactly what --account self should give)")
             if truth_out is not None:
                 print(f"# ground truth for --account self written to {truth_out}")
             print("Ctrl-C to stop.", flush=True)
