@@ -196,13 +196,24 @@ def _fast_column(raw: pa.Array, column: _Column) -> pa.Array | None:
         return None
     if column.is_timestamp:
         try:
-            return pc.call_function("cast", [raw], _TO_TIMESTAMP)
+            cast = pc.call_function("cast", [raw], _TO_TIMESTAMP)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
+        return cast if _readable(cast) else None
     return raw
 
 
 _TO_TIMESTAMP = pc.CastOptions.safe(TIMESTAMP)
+# The instants a reader can take back as a datetime (Python's, and so pyarrow's to_pylist): years 1 to 9999 in
+# UTC. Arrow's cast takes a few more ("9999-12-31T23:59:59-05:00"); the exact way refuses them, and so do both.
+_FIRST_US, _LAST_US = -62_135_596_800_000_000, 253_402_300_799_999_999
+
+
+def _readable(timestamps: pa.Array) -> bool:
+    if timestamps.null_count == len(timestamps):
+        return True
+    low, high = pc.min_max(timestamps.cast(pa.int64())).values()
+    return _FIRST_US <= low.as_py() and high.as_py() <= _LAST_US
 
 
 def _column(values: list[Any], column: _Column, where: str, table: Table) -> pa.Array:
@@ -213,8 +224,10 @@ def _column(values: list[Any], column: _Column, where: str, table: Table) -> pa.
             raise BadResponse(f"item {missing} has no {key!r}", path=path_of(where))
     try:
         if column.is_timestamp:
-            return pa.array(values, pa.string()).cast(TIMESTAMP)
-        if not (typ == pa.int64() and any(type(v) is float for v in values)):  # Arrow would truncate 1.5
+            cast = pa.array(values, pa.string()).cast(TIMESTAMP)
+            if _readable(cast):
+                return cast
+        elif not (typ == pa.int64() and any(type(v) is float for v in values)):  # Arrow would truncate 1.5
             return pa.array(values, typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         pass  # the slow path below converts what can be converted exactly and names what cannot

@@ -106,3 +106,28 @@ def test_a_url_is_named_by_its_path_only():
         to_batch(SECTIONS, [{"course_id": 2}], "https://user:pw@canvas.test/api/v1/courses/2/sections?access_token=s3cret")
     assert info.value.path == "/api/v1/courses/2/sections?access_token=[redacted]"
     assert "s3cret" not in str(info.value) and "pw" not in str(info.value)
+
+
+@pytest.mark.parametrize("path", ["to_batch", "columnar"])
+def test_timestamps_a_reader_cannot_take_back_are_refused_either_way(path):
+    """Arrow's cast takes an instant past 9999-12-31 in UTC, which Python's datetime (and pyarrow's to_pylist)
+    cannot hold; both ways of typing a page refuse it, naming it, and keep the last and first readable ones."""
+    from exporter.columnar import ColumnarDecoder, RawPage, decode_pages
+
+    context = {"section_id": 1, "course_id": 2}
+    edge = [{"id": 1, "created_at": "9999-12-31T23:59:59Z"}, {"id": 2, "created_at": "0001-01-01T00:00:00Z"}]
+    past = [*edge, {"id": 3, "created_at": "9999-12-31T23:59:59-05:00"}]
+
+    def typed(items):
+        if path == "to_batch":
+            return to_batch(SECTION_USERS, items, "/p", context)
+        [result], _ = decode_pages(ColumnarDecoder(), SECTION_USERS, [RawPage(orjson.dumps(items), "/p", context)],
+                                   lambda page: orjson.loads(page.body))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    assert typed(edge).column("created_at").to_pylist() == [datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+                                                            datetime(1, 1, 1, tzinfo=timezone.utc)]
+    with pytest.raises(BadResponse, match=r"item 2 field 'created_at' is \"9999-12-31T23:59:59-05:00\": date value"):
+        typed(past)
