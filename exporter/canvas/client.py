@@ -376,10 +376,13 @@ class CanvasClient:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            head = data[:80 + len(self._token)].decode("utf-8", "replace")
-            snippet = self.redact(head)[:80].replace("\n", " ")
+            if data.lstrip()[:1] == b"[":  # rows gone wrong: their text (people's names) stays out of logs
+                start = "starts as a JSON list"
+            else:  # an HTML page, a proxy's message: its first words say what it is
+                head = data[:80 + len(self._token)].decode("utf-8", "replace")
+                start = f"starts {self.redact(head)[:80].replace(chr(10), ' ')!r}"
             raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
-                              f"starts {snippet!r})", path=path_of(url), status=200) from None
+                              f"{start})", path=path_of(url), status=200) from None
         if type(parsed) is not list:
             kind = type(parsed).__name__
             hint = f" ({self._message(data)})" if isinstance(parsed, dict) else ""

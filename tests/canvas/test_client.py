@@ -288,3 +288,20 @@ async def test_a_whole_body_of_bad_json_where_the_connection_closes_is_not_asked
             with pytest.raises(BadResponse, match="not valid JSON"):
                 await c.get_page(f"{server_base}/api/v1/sections/1/users")
     assert c.stats.retries == 0 and c.stats.requests == 1
+
+
+@pytest.mark.parametrize("body,says", [
+    (b'[{"id": 1, "name": "Valentina Abbott"}, {"id": 2,, "name": "Ann Lee"}]', "starts as a JSON list"),
+    (b"<html><body>Bad Gateway</body></html>", "starts '<html><body>Bad Gateway"),
+])
+async def test_a_bad_json_list_is_described_without_quoting_its_rows(body, says):
+    """The error of a body that is no valid JSON quotes its start, to say what it is (an HTML page, a proxy's
+    message), except when it starts as the list of rows: people's names do not go into logs and manifests."""
+    c, _ = client()
+    with aioresponses() as m:
+        m.get(URL, status=200, body=body, content_type="application/json",
+              headers={"Content-Length": str(len(body))})
+        async with c:
+            with pytest.raises(BadResponse, match="not valid JSON") as info:
+                await c.get_page(URL)
+    assert says in str(info.value) and "Abbott" not in str(info.value) and "Ann Lee" not in str(info.value)
