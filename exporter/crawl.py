@@ -139,7 +139,7 @@ def _listed_course(item: dict[str, Any], index: int, page_url: str) -> Ref:
     Canvas id is taken: a hostile or broken server must not make us request a path or query of its choice."""
     course_id = item.get("id")
     if course_id is None:
-        raise BadResponse(f"item {index} has no id", path=path_of(page_url), status=200)
+        raise BadResponse(f"item {index} has no id (absent or null)", path=path_of(page_url), status=200)
     try:
         return listed_course_ref(course_id)
     except RefError as exc:

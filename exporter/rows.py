@@ -221,7 +221,7 @@ def _column(values: list[Any], column: _Column, where: str, table: Table) -> pa.
     if not column.nullable:
         missing = next((i for i, v in enumerate(values) if v is None), None)
         if missing is not None:
-            raise BadResponse(f"item {missing} has no {key!r}", path=path_of(where))
+            raise BadResponse(f"item {missing} has no {key!r} (absent or null)", path=path_of(where))
     try:
         if column.is_timestamp:
             cast = pa.array(values, pa.string()).cast(TIMESTAMP)

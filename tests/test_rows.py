@@ -86,7 +86,8 @@ def test_a_single_unknown_field_is_exactly_its_json(values):
 
 
 @pytest.mark.parametrize("item,message", [
-    ({"course_id": 2}, "item 0 has no 'id'"),
+    ({"course_id": 2}, "item 0 has no 'id' (absent or null)"),
+    ({"id": None, "course_id": 2}, "item 0 has no 'id' (absent or null)"),
     ({"id": "abc", "course_id": 2}, "item 0 field 'id' is \"abc\": not an integer"),
     ({"id": True, "course_id": 2}, "a boolean"),
     ({"id": 2**63, "course_id": 2}, "int64"),
