@@ -267,7 +267,7 @@ class Crawler:
         item = f"course listing of account {account.text}"
         repeated = False
         async for page in self._pages(self.urls.account_courses(account), params, what=f"account {account.text}",
-                                      first_is_fatal=True, ahead=ahead):
+                                      first_is_fatal=ahead, ahead=ahead):
             for i, course in enumerate(page.items):
                 try:
                     ref = _listed_course(course, i, page.url)
