@@ -144,7 +144,11 @@ def _cut_short(body: bytes) -> bool:
     try:
         orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        return exc.pos >= len(data.rstrip())
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as bad:  # cut inside a character: its last bytes never came
+            return bad.end == len(data) and bad.reason == "unexpected end of data"
+        return exc.pos >= len(text.rstrip())  # orjson counts characters, not bytes
     return False
 
 

@@ -271,8 +271,14 @@ class CloseFramedServer:
 
 
 @pytest.mark.parametrize("raw", [False, True])
-async def test_a_body_cut_short_where_the_connection_closes_is_fetched_again(raw):
-    body = b'[' + b",".join(b'{"id": %d, "name": "user %d"}' % (i, i) for i in range(50)) + b']'
+@pytest.mark.parametrize("names", ["ascii", "non-ascii", "cut inside a character"])
+async def test_a_body_cut_short_where_the_connection_closes_is_fetched_again(raw, names):
+    name = {"ascii": "user", "non-ascii": "Zoë", "cut inside a character": "Zoë"}[names]
+    body = ('[' + ",".join(f'{{"id": {i}, "name": "{name} {i}"}}' for i in range(50)) + ']').encode()
+    if names == "cut inside a character":  # padded so that the cut (half the body) falls inside the last ë
+        head = body[:body.rindex("ë".encode()) + 1]
+        body = body + b" " * (2 * len(head) - len(body))
+        assert body[:len(body) // 2] == head
     async with CloseFramedServer(body, cut=[True, True, False]) as base:
         config = ClientConfig(base_url=base, token=Secret(TOKEN), retry=RetryPolicy(base_delay=0.001))
         async with CanvasClient(config) as c:
