@@ -451,6 +451,24 @@ async def test_next_link_to_another_list_on_the_same_host_is_refused(inst, tmp_p
     assert compare(tmp_path, result.snapshot_id, truth_without(inst, kind)) == []
 
 
+async def test_a_later_page_redirected_to_another_list_is_refused(inst, tmp_path):
+    """Page 2 of a roster answers with a redirect, on the same host, to another section's roster: its users
+    would be filed under this section, and this section's own later pages lost."""
+    pattern, item, path = target(inst, "users")
+    others = [s for s in sorted(inst.sections) if f"/sections/{s}/" not in path]
+
+    def redirect_page_2(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if request.rel_url.query.get("page") != "2":
+            return up.response()
+        return web.Response(status=302, headers={"Location": f"/api/v1/sections/{others[0]}/users"})
+
+    async with proxied(inst, {pattern: redirect_page_2}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination" and "redirected to another list" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+
+
 REDIRECTS = {
     "302_absolute": (302, "{other}/api/v1/sections/1/users"),
     "307_absolute": (307, "{other}/api/v1/sections/1/users"),

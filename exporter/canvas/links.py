@@ -124,6 +124,12 @@ class LinkWalk:
         self.seen.add(key)
         return url
 
+    def same_list(self, url: str) -> None:
+        """A page's own URL (where redirects ended) is on this list, or PaginationError."""
+        if _list_path(url) != self.path:
+            raise PaginationError(f"a page was redirected to another list ({path_of(url)}); not taken",
+                                  path=path_of(self.first_url))
+
     def next_url(self, links: dict[str, str], item_count: int, came_from: str) -> str | None:
         """The page to fetch after this one, or None when the list has ended."""
         nxt = links.get("next")

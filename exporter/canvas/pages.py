@@ -84,6 +84,7 @@ async def _settle(get: Getter, client: CanvasClient, walk: LinkWalk, page: Page)
     (a proxy, a cache): fetch the page again, up to LINK_RETRIES times, before calling it an error."""
     for attempt in range(LINK_RETRIES + 1):
         try:
+            walk.same_list(page.url)
             return page, walk.next_url(page.links, page.item_count, page.url)
         except PaginationError:
             if attempt == LINK_RETRIES:
