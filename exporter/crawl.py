@@ -244,27 +244,33 @@ class Crawler:
             return
         offered: set[str] = set()
         item = f"course listing of account {scope.account.text}"
+        bad: list[BadResponse] = []  # unusable items of the listing that is kept
         try:
-            if await self._list_account(courses, offered, ahead=True):
+            if await self._list_account(courses, offered, bad, ahead=True):
                 # A course listed twice: the listing shifted while its pages were fetched at once, so a page
                 # answered before the shift may have missed one. Listed again page by page, a shift can only
                 # repeat a course; those not yet offered are offered now.
                 self.progress.lists_walked_again += 1
                 log.info("account %s: its course listing shifted while it was fetched; listing it again page "
                          "by page", scope.account.text)
-                await self._list_account(courses, offered, ahead=False)
+                bad.clear()  # the second listing says which items are unusable
+                await self._list_account(courses, offered, bad, ahead=False)
         except ItemFailed as exc:
             # A later page of the listing failed (the first one failing stops the run: no scope is known).
             # The courses listed so far are exported; the snapshot says it is partial, and why.
             self._record(item, exc)
+        finally:
+            for exc in bad:
+                self._record(item, exc)
         self.progress.courses_total = len(offered)
 
-    async def _list_account(self, courses: ObjectSendStream[CourseTask], offered: set[str], ahead: bool) -> bool:
-        """Offer each course of the account's listing not offered yet; True if the listing repeated one."""
+    async def _list_account(self, courses: ObjectSendStream[CourseTask], offered: set[str], bad: list[BadResponse],
+                            ahead: bool) -> bool:
+        """Offer each course of the account's listing not offered yet, and add its unusable items to `bad`;
+        True if the listing repeated a course."""
         account = self.config.scope.account
         assert account is not None
         params = [("per_page", str(self.per_page))]
-        item = f"course listing of account {account.text}"
         repeated = False
         async for page in self._pages(self.urls.account_courses(account), params, what=f"account {account.text}",
                                       first_is_fatal=ahead, ahead=ahead):
@@ -272,8 +278,7 @@ class Crawler:
                 try:
                     ref = _listed_course(course, i, page.url)
                 except BadResponse as exc:
-                    if ahead:  # the second listing would record the same item again
-                        self._record(item, exc)
+                    bad.append(exc)
                     continue
                 if ref.text in offered:
                     repeated = True

@@ -359,6 +359,32 @@ async def test_a_list_that_shifts_while_its_pages_are_fetched_at_once_loses_noth
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
 
 
+async def test_an_unusable_course_on_the_account_listing_listed_again_is_recorded(tmp_path):
+    """The listing repeats a course (page 2 starts with page 1's last), so it is listed again, and that second
+    listing, the one kept, holds a course without a usable id: it is a recorded failure, not silently skipped."""
+    inst = Institution.generate(seed=3, courses=6, large_sections=0)
+    firsts = 0
+
+    async def repeat_then_break(request: web.BaseRequest, up: Upstream) -> web.Response:
+        nonlocal firsts
+        page = request.rel_url.query.get("page")
+        if page in (None, "1"):
+            firsts += 1
+            return up.response(json=[*up.json(), {"id": None, "name": "Broken"}]) if firsts == 2 else up.response()
+        if page == "2" and firsts == 1:
+            first = (await proxy.fetch(request.raw_path.replace("page=2", "page=1"), request.headers)).json()
+            return up.response(json=[first[-1], *up.json()])
+        return up.response()
+
+    async with proxied(inst, {r"^/api/v1/accounts/[^/]+/courses$": repeat_then_break}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=3))
+    m = manifest(tmp_path, result)
+    assert firsts == 2 and m["lists_walked_again"] == 1
+    [failure] = m["failures"]
+    assert failure["item"] == "course listing of account self" and "has no id (absent or null)" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
 # -- lists that never end --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("kind", ["sections", "users"])
 async def test_next_links_that_cycle_are_an_error_not_a_loop(inst, tmp_path, kind):
