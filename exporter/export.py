@@ -79,12 +79,23 @@ def _same_export(info: dict[str, Any], earlier: dict[str, Any]) -> None:
         for key in keys:
             then = then.get(key) if isinstance(then, dict) else None
             now = now.get(key) if isinstance(now, dict) else None
-        if then is not None and then != now:
+        if then is not None and _same_form(then) != _same_form(now):
             differences.append(f"{option} was {_shown(then)}, now {_shown(now)}")
     if differences:
         raise SnapshotError(f"--resume: snapshot {info['snapshot_id']} was started with other options ("
                             + "; ".join(differences) + "); resume it with the same ones, or start a new snapshot "
                             "(another --snapshot-id)")
+
+
+def _same_form(value: Any) -> Any:
+    """What an option means, not how it was typed: a URL without its trailing slash, lists in any order."""
+    if isinstance(value, str):
+        return value.rstrip("/")
+    if isinstance(value, list):
+        return sorted(map(str, value))
+    if isinstance(value, dict):
+        return {k: _same_form(v) for k, v in value.items()}
+    return value
 
 
 def _shown(value: Any) -> str:
