@@ -248,8 +248,8 @@ class Crawler:
         try:
             if await self._list_account(courses, offered, bad, ahead=True):
                 # A course listed twice: the listing shifted while its pages were fetched at once, so a page
-                # answered before the shift may have missed one. Listed again page by page, a shift can only
-                # repeat a course; those not yet offered are offered now.
+                # answered before the shift may have missed one. Listed again page by page, an addition can
+                # only repeat a course; those not yet offered are offered now.
                 self.progress.lists_walked_again += 1
                 log.info("account %s: its course listing shifted while it was fetched; listing it again page "
                          "by page", scope.account.text)
@@ -372,7 +372,7 @@ class Crawler:
         if repeated and pages > 1:
             # A row on two pages: the roster shifted while it was paged (someone added). Its pages were
             # fetched at once, so one answered before the shift may also have missed a row. Walked again one
-            # page at a time, a shift can only repeat a row, never drop one.
+            # page at a time, an addition can only repeat a row (README: what is not caught).
             self.progress.lists_walked_again += 1
             log.info("section %s: its roster shifted while it was fetched; fetching it again page by page",
                      job.section_id)
