@@ -132,3 +132,26 @@ def test_timestamps_a_reader_cannot_take_back_are_refused_either_way(path):
                                                             datetime(1, 1, 1, tzinfo=timezone.utc)]
     with pytest.raises(BadResponse, match=r"item 2 field 'created_at' is \"9999-12-31T23:59:59-05:00\": date value"):
         typed(past)
+
+
+@pytest.mark.parametrize("path", ["to_batch", "columnar"])
+def test_a_whole_number_in_a_string_field_is_kept_as_its_digits(path):
+    """Canvas may send a SIS id as a number on one page and a string on the next: the column stays a string,
+    and the number is kept as its digits; a fraction is refused, naming the item and field."""
+    from exporter.columnar import ColumnarDecoder, RawPage, decode_pages
+
+    context = {"section_id": 1, "course_id": 2}
+    items = [{"id": 1, "sis_user_id": 12345}, {"id": 2, "sis_user_id": "007"}]
+
+    def typed(page):
+        if path == "to_batch":
+            return to_batch(SECTION_USERS, page, "/p", context)
+        [result], _ = decode_pages(ColumnarDecoder(), SECTION_USERS, [RawPage(orjson.dumps(page), "/p", context)],
+                                   lambda raw: orjson.loads(raw.body))
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    assert typed(items).column("sis_user_id").to_pylist() == ["12345", "007"]
+    with pytest.raises(BadResponse, match="item 0 field 'sis_user_id' is 1000.5: not a string"):
+        typed([{"id": 1, "sis_user_id": 1000.5}])
