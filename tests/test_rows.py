@@ -109,24 +109,29 @@ def test_a_url_is_named_by_its_path_only():
     assert "s3cret" not in str(info.value) and "pw" not in str(info.value)
 
 
+def typed_either_way(path: str, items: list, context: dict) -> pa.RecordBatch:
+    """One page typed by `to_batch`, or by the columnar path (which hands what it declines to `to_batch`)."""
+    from exporter.columnar import ColumnarDecoder, RawPage, decode_pages
+
+    if path == "to_batch":
+        return to_batch(SECTION_USERS, items, "/p", context)
+    [result], _ = decode_pages(ColumnarDecoder(), SECTION_USERS, [RawPage(orjson.dumps(items), "/p", context)],
+                               lambda raw: orjson.loads(raw.body))
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 @pytest.mark.parametrize("path", ["to_batch", "columnar"])
 def test_timestamps_a_reader_cannot_take_back_are_refused_either_way(path):
     """Arrow's cast takes an instant past 9999-12-31 in UTC, which Python's datetime (and pyarrow's to_pylist)
     cannot hold; both ways of typing a page refuse it, naming it, and keep the last and first readable ones."""
-    from exporter.columnar import ColumnarDecoder, RawPage, decode_pages
-
     context = {"section_id": 1, "course_id": 2}
     edge = [{"id": 1, "created_at": "9999-12-31T23:59:59Z"}, {"id": 2, "created_at": "0001-01-01T00:00:00Z"}]
     past = [*edge, {"id": 3, "created_at": "9999-12-31T23:59:59-05:00"}]
 
     def typed(items):
-        if path == "to_batch":
-            return to_batch(SECTION_USERS, items, "/p", context)
-        [result], _ = decode_pages(ColumnarDecoder(), SECTION_USERS, [RawPage(orjson.dumps(items), "/p", context)],
-                                   lambda page: orjson.loads(page.body))
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return typed_either_way(path, items, context)
 
     assert typed(edge).column("created_at").to_pylist() == [datetime(9999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
                                                             datetime(1, 1, 1, tzinfo=timezone.utc)]
@@ -138,19 +143,11 @@ def test_timestamps_a_reader_cannot_take_back_are_refused_either_way(path):
 def test_a_whole_number_in_a_string_field_is_kept_as_its_digits(path):
     """Canvas may send a SIS id as a number on one page and a string on the next: the column stays a string,
     and the number is kept as its digits; a fraction is refused, naming the item and field."""
-    from exporter.columnar import ColumnarDecoder, RawPage, decode_pages
-
     context = {"section_id": 1, "course_id": 2}
     items = [{"id": 1, "sis_user_id": 12345}, {"id": 2, "sis_user_id": "007"}]
 
     def typed(page):
-        if path == "to_batch":
-            return to_batch(SECTION_USERS, page, "/p", context)
-        [result], _ = decode_pages(ColumnarDecoder(), SECTION_USERS, [RawPage(orjson.dumps(page), "/p", context)],
-                                   lambda raw: orjson.loads(raw.body))
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return typed_either_way(path, page, context)
 
     assert typed(items).column("sis_user_id").to_pylist() == ["12345", "007"]
     with pytest.raises(BadResponse, match="item 0 field 'sis_user_id' is 1000.5: not a string"):
