@@ -131,6 +131,11 @@ def _escapes_spelling(token: str) -> re.Pattern[bytes]:
     return re.compile(rb"(?i)\\(?:" + b"|".join(spellings or [b"(?!)"]) + b")")
 
 
+def _without_prefix(body: bytes) -> bytes:
+    """A 200 body without Canvas's `while(1);` guard, if it has one."""
+    return body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+
+
 def _ended_by_close(resp: aiohttp.ClientResponse) -> bool:
     """A body with neither a length nor chunks ends where the connection closes: a connection that broke
     early looks to aiohttp just like the end of the body."""
@@ -140,7 +145,7 @@ def _ended_by_close(resp: aiohttp.ClientResponse) -> bool:
 
 def _cut_short(body: bytes) -> bool:
     """Whether JSON stops before it is complete (not JSON that is wrong: that is no cause to ask again)."""
-    data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+    data = _without_prefix(body)
     try:
         orjson.loads(data)
     except orjson.JSONDecodeError as exc:
@@ -340,7 +345,7 @@ class CanvasClient:
     def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes, raw: bool = False) -> Page:
         status = resp.status
         if status == 200:
-            data = body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
+            data = _without_prefix(body)
             ctype = resp.headers.get("Content-Type", "?")
             items = [] if raw else self.parse_list(data, ctype, url)  # a body that is no list says so, redacted
             if self._holds_token(body):
