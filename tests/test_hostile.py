@@ -71,6 +71,11 @@ def target(inst: Institution, kind: str) -> tuple[str, str, str]:
     return rf"^/api/v1/sections/{s}/users$", f"section {s}", f"/api/v1/sections/{s}/users"
 
 
+def other_section(inst: Institution) -> int:
+    """A section that is not the victim: where a hostile server sends a victim's pagination."""
+    return min(s for s in inst.sections if s != victim_section(inst))
+
+
 def truth_without(inst: Institution, kind: str) -> Truth:
     """The ground truth of `--account self` minus what the broken list holds."""
     if kind == "sections":  # the course's sections, and so their rosters, are missing
@@ -463,9 +468,8 @@ async def test_next_link_to_another_list_on_the_same_host_is_refused(inst, tmp_p
     """A roster's section comes from the crawl, not the data: another section's pages followed from it would
     be filed under it, and its own would be lost, in a run that says complete."""
     pattern, item, path = target(inst, kind)
-    others = [s for s in sorted(inst.sections) if f"/sections/{s}/" not in path]
     elsewhere = (f"/api/v1/courses/{victim_course(inst) + 1}/sections?page=1" if kind == "sections"
-                 else f"/api/v1/sections/{others[0]}/users?page=1")
+                 else f"/api/v1/sections/{other_section(inst)}/users?page=1")
 
     def next_to_another_list(request: web.BaseRequest, up: Upstream) -> web.Response:
         return up.response(headers={"Link": link_header(next=f"{proxy.base_url}{elsewhere}")})
@@ -481,12 +485,11 @@ async def test_a_later_page_redirected_to_another_list_is_refused(inst, tmp_path
     """Page 2 of a roster answers with a redirect, on the same host, to another section's roster: its users
     would be filed under this section, and this section's own later pages lost."""
     pattern, item, path = target(inst, "users")
-    others = [s for s in sorted(inst.sections) if f"/sections/{s}/" not in path]
 
     def redirect_page_2(request: web.BaseRequest, up: Upstream) -> web.Response:
         if request.rel_url.query.get("page") != "2":
             return up.response()
-        return web.Response(status=302, headers={"Location": f"/api/v1/sections/{others[0]}/users"})
+        return web.Response(status=302, headers={"Location": f"/api/v1/sections/{other_section(inst)}/users"})
 
     async with proxied(inst, {pattern: redirect_page_2}) as (_, proxy):
         result = await export(crawl_config(proxy, tmp_path))
