@@ -278,6 +278,9 @@ class CanvasClient:
                         body = await self._read(resp, url)
                         if resp.status == 200 and _ended_by_close(resp) and _cut_short(body):
                             raise _Retry("body cut short: the connection closed before its JSON ended")
+                        if resp.status == 200 and not body.strip():
+                            # Canvas always sends a list, `[]` at the least: nothing at all is a proxy's fault
+                            raise _Retry("empty body: a 200 with no JSON at all")
                         self.stats.responses += 1
                         self.stats.bytes += len(body)
                         self.stats.by_status[resp.status] += 1

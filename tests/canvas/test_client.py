@@ -149,7 +149,7 @@ async def test_unreachable_host_aborts_the_run():
 
 @pytest.mark.parametrize("body,ctype,message", [
     (b"<!DOCTYPE html><html>Maintenance</html>", "text/html", "not valid JSON"),
-    (b"", "application/json", "not valid JSON"),
+    (b"[", "application/json", "not valid JSON"),  # an empty 200 is asked again: see below
     (b'{"errors":[{"message":"nope"}]}', "application/json", "expected a JSON list, got a JSON dict \\(nope\\)"),
     (b"[1, 2]", "application/json", "item 0 of the list is a JSON int"),
 ])
@@ -311,3 +311,23 @@ async def test_a_bad_json_list_is_described_without_quoting_its_rows(body, says)
             with pytest.raises(BadResponse, match="not valid JSON") as info:
                 await c.get_page(URL)
     assert says in str(info.value) and "Abbott" not in str(info.value) and "Ann Lee" not in str(info.value)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+async def test_an_empty_200_is_asked_again_and_then_named(raw):
+    c, sleeps = client(attempts=3)
+    with aioresponses() as m:
+        m.get(URL, status=200, body=b"", headers={"Content-Length": "0"})
+        m.get(URL, status=200, body=b" \r\n", headers={"Content-Length": "3"})
+        m.get(URL, status=200, body=b'[{"id": 1}]')
+        async with c:
+            page = await c.get_page(URL, raw=raw)
+    assert (page.body == b'[{"id": 1}]') if raw else (page.items == [{"id": 1}])
+    assert dict(c.stats.retry_reasons) == {"empty body": 2} and len(sleeps) == 2
+
+    c, _ = client(attempts=2)
+    with aioresponses() as m:
+        m.get(URL, status=200, body=b"", headers={"Content-Length": "0"}, repeat=True)
+        async with c:
+            with pytest.raises(RetriesExhausted, match=r"empty body: a 200 with no JSON at all \(gave up after 2"):
+                await c.get_page(URL, raw=raw)
