@@ -279,9 +279,6 @@ async def test_section_includes_are_kept_typed_or_in_unknown_fields(institution,
         assert all(r["total_students"] is None for r in rows)
 
 
-def typed_pages(m: dict) -> int:
-    return m["decoding"]["columnar_pages"] + m["decoding"]["reference_pages"]
-
 
 @pytest.mark.parametrize("recheck", [True, False])
 async def test_section_moved_into_a_course_listed_already_is_found_by_the_recheck(tmp_path, recheck):
@@ -311,16 +308,3 @@ async def test_section_moved_into_a_course_listed_already_is_found_by_the_rechec
     else:  # what --no-recheck gives up (README, "When Canvas changes during the crawl")
         assert differences and all(str(mover) in d for d in differences), differences
 
-
-async def test_the_recheck_types_no_page_when_nothing_moved(institution, tmp_path):
-    typed, requests = {}, {}
-    for recheck in (True, False):
-        out = tmp_path / str(recheck)
-        async with Simulator(institution, SimOptions()) as sim:
-            result = await export(config(sim, out, Scope(account=account_ref("self")), recheck=recheck))
-        assert compare(out, result.snapshot_id, ground_truth(institution, AccountScope("self"))) == []
-        m = manifest(out, result.snapshot_id)
-        typed[recheck], requests[recheck] = typed_pages(m), m["requests"]["requests"]
-    # the second look asks for every course's sections again, and reads only their ids
-    assert requests[True] - requests[False] == len(institution.account_courses(institution.root_account_id))
-    assert typed[True] == typed[False]

@@ -676,3 +676,30 @@ async def test_content_type_without_charset_keeps_non_ascii_exact(tmp_path, ctyp
     assert {k: row[k] for k in NAMES} == NAMES
     sections = ds.dataset(tmp_path / "sections", partitioning="hive").to_table().to_pylist()
     assert [s["name"] for s in sections if s["id"] == section_id] == [SECTION_NAME]
+
+
+@pytest.mark.parametrize("change", [lambda i: i.update(created_at=5), lambda i: i.update(course_id="abc"),
+                                    lambda i: i.update(name={"x": 1}), lambda i: i.pop("course_id")],
+                         ids=["created_at a number", "course_id text", "name an object", "course_id missing"])
+async def test_a_malformed_recheck_page_of_claimed_sections_is_recorded(inst, tmp_path, change):
+    """The second listing of a course's sections holds only sections taken already, but broken: it is refused
+    and recorded as the first listing would be, though nothing of it would be written."""
+    pattern, item, path = target(inst, "sections")
+    answered = 0
+
+    def second_listing_broken(request: web.BaseRequest, up: Upstream) -> web.Response:
+        nonlocal answered
+        answered += 1
+        if answered == 1:  # the first pass: honest
+            return up.response()
+        items = up.json()
+        for i in items:
+            change(i)
+        return up.response(json=items)
+
+    async with proxied(inst, {pattern: second_listing_broken}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert answered >= 2
+    failure = one_failure(tmp_path, result, f"recheck of {item}", path)
+    assert failure["kind"] == "bad_response"
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
