@@ -40,9 +40,10 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
     round_no = 0
     while next_url is not None:
         round_no += 1
+        # After an empty page, only the page that says whether the list goes on: the rest is likely past its end.
         planned = [next_url, *(pages_ahead(next_url, last_page=last_page, expected_items=expected_items,
                                            per_page=per_page, round_no=round_no,
-                                           speculate=not client.limit.metered) if ahead else [])]
+                                           speculate=not client.limit.metered) if ahead and page.item_count else [])]
         fetched = await fetch_all(get, planned)
         for planned_url, got in zip(planned, fetched):
             if next_url != planned_url and canonical(next_url) != canonical(planned_url):

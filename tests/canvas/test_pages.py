@@ -54,10 +54,20 @@ async def test_same_rows_whatever_the_look_ahead(expected):
         assert await walk(expected) == [1, 2, 3, 4, 5]
 
 
-async def test_empty_page_with_next_ends_the_list():
-    with aioresponses() as m:
-        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 99}], link(3))})
-        assert await walk(expected_items=30) == [1, 2]
+@pytest.mark.parametrize("expected", [None, 30])
+async def test_one_empty_page_is_looked_past_and_two_in_a_row_end_the_list(expected):
+    with aioresponses() as m:  # a page of test students only comes back empty, with its next link
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 3}], link(3)),
+                  4: ([], link(4)), 5: ([], link(5)), 6: ([{"id": 99}], link(6))})
+        assert await walk(expected_items=expected) == [1, 2, 3]
+
+
+async def test_after_an_empty_page_nothing_is_fetched_ahead():
+    with aioresponses() as m:  # after page 2 the ramp would fetch 3 pages ahead; page 2 is empty, so it does not
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 3}], link(3, nxt=False))})
+        assert await walk() == [1, 2, 3]
+        asked = {int(re.search(r"page=(\d+)", str(url)).group(1)) for (_, url) in m.requests if "page=" in str(url)}
+    assert asked == {2, 3}
 
 
 async def test_short_page_with_next_is_not_the_end():
