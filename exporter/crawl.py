@@ -157,7 +157,9 @@ class _StalePages:
         self.in_a_row = 0
 
     def check(self, page: Page, fresh: pa.RecordBatch) -> None:
-        self.in_a_row = self.in_a_row + 1 if page.item_count and not fresh.num_rows else 0
+        if not page.item_count:  # an empty page neither repeats rows nor brings new ones: it breaks no run
+            return
+        self.in_a_row = self.in_a_row + 1 if not fresh.num_rows else 0
         if self.in_a_row >= self.LIMIT:
             raise PaginationError(f"{self.LIMIT} pages in a row brought only rows already listed; the next "
                                   "links do not lead to the end of the list", path=path_of(page.url), status=200)

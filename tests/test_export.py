@@ -322,3 +322,15 @@ async def test_a_page_emptied_by_dropping_a_test_student_does_not_end_the_roster
         result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), per_page=1))
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
     assert manifest(tmp_path, result.snapshot_id)["status"] == "complete"
+
+
+async def test_two_test_students_in_one_section_do_not_end_its_roster(tmp_path):
+    """A section cross-listed from another course can bring that course's test student along: with one user a
+    page, two empty pages in a row, and the roster goes on after them."""
+    inst = Institution.generate(seed=5, courses=6, large_sections=0)
+    section = next(s for s in inst.sections if any(e.user.fake_student for e in inst.section_roster(s)[:-1]))
+    inst.enroll(inst.add_user("Test Student", "Student, Test", fake_student=True).id, section,
+                type="StudentViewEnrollment")
+    async with Simulator(inst, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), per_page=1))
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pyarrow.dataset as ds
 import pytest
@@ -412,11 +413,13 @@ async def test_next_links_that_cycle_are_an_error_not_a_loop(inst, tmp_path, kin
 ENDLESS_CUTOFF = 150
 
 
+@pytest.mark.parametrize("every_other_empty", [False, True], ids=["rows", "rows and empty pages"])
 @pytest.mark.parametrize("kind", ["sections", "users"])
-async def test_next_links_that_never_repeat_but_never_end(inst, tmp_path, kind):
-    """`next` is always page+1 and every page repeats the first page's rows, forever. (The proxy gives up
-    after ENDLESS_CUTOFF pages with `[]`, so the test ends either way.) The list must be called broken long
-    before that, not crawled until the server stops."""
+async def test_next_links_that_never_repeat_but_never_end(inst, tmp_path, kind, every_other_empty):
+    """`next` is always page+1 and every page repeats the first page's rows, forever, or every other page is
+    empty (as a page of test students only would be). (The proxy gives up after ENDLESS_CUTOFF pages with
+    `[]`, so the test ends either way.) The list must be called broken long before that, not crawled until
+    the server stops."""
     pattern, item, path = target(inst, kind)
 
     async def endless(request: web.BaseRequest, up: Upstream) -> web.Response:
@@ -424,7 +427,8 @@ async def test_next_links_that_never_repeat_but_never_end(inst, tmp_path, kind):
             return up.response(json=[], headers={"Link": None})
         page = int(request.rel_url.query.get("page", "1"))
         nxt = URL(proxy.url(request.raw_path), encoded=True).update_query(page=str(page + 1))
-        return up.response(json=await first_page(proxy, request), headers={"Link": link_header(next=str(nxt))})
+        rows = [] if every_other_empty and page % 2 == 0 else await first_page(proxy, request)
+        return up.response(json=rows, headers={"Link": link_header(next=str(nxt))})
 
     async with proxied(inst, {pattern: endless}) as (_, proxy):
         result = await export(crawl_config(proxy, tmp_path))
@@ -703,3 +707,51 @@ async def test_a_malformed_recheck_page_of_claimed_sections_is_recorded(inst, tm
     failure = one_failure(tmp_path, result, f"recheck of {item}", path)
     assert failure["kind"] == "bad_response"
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+async def test_a_page_past_the_end_whose_links_carry_another_page_size_ends_the_roster(tmp_path):
+    """Folio may write its default page size (30) into the links of a page past the end. Following that link
+    would walk the roster again in other pages (reference 1.5, unconfirmed); the empty page is the end."""
+    inst = Institution.generate(seed=3, courses=4, large_sections=0)
+    section = max(inst.sections, key=lambda s: len(inst.section_roster(s)))
+    visible = lambda: len([e for e in inst.section_roster(section) if not e.user.fake_student])  # noqa: E731
+    k = 0
+    while visible() < 200:  # exactly two full pages: the third is past the end
+        k += 1
+        inst.enroll(inst.add_user(f"Zed Filler{k:03d}").id, section)
+
+    def folio_past_end(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if up.body.strip() == b"[]" and "Link" in up.headers:
+            return up.response(headers={"Link": re.sub(r"per_page=\d+", "per_page=30", up.headers["Link"])})
+        return up.response()
+
+    async with proxied(inst, {r"^/api/v1/sections/\d+/users$": folio_past_end}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=100))
+    assert manifest(tmp_path, result)["status"] == "complete"
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+async def test_a_user_added_while_the_roster_is_paged_past_its_test_student(tmp_path):
+    """One user a page: the test student's page is answered empty; then someone who sorts first joins, so the
+    next page holds the test student and is empty too. Nobody who was in the section all along is lost."""
+    inst = Institution.generate(seed=5, courses=6, large_sections=0)
+    section = next(s for s in inst.sections if any(e.user.fake_student for e in inst.section_roster(s)[:-2]))
+    t_page = str(next(k for k, e in enumerate(inst.section_roster(section)) if e.user.fake_student) + 1)
+    shifted = anyio.Event()
+
+    async def rule(request: web.BaseRequest, up: Upstream) -> web.Response:
+        page = request.rel_url.query.get("page")
+        if page == t_page and not shifted.is_set():
+            inst.enroll(inst.add_user("Aaron Aardvark", "Aaaa, Aaron").id, section, type="TeacherEnrollment")
+            shifted.set()
+            return up.response()
+        if page == str(int(t_page) + 1):
+            await shifted.wait()
+            return (await proxy.fetch(request.raw_path, request.headers)).response()
+        return up.response()
+
+    async with proxied(inst, {rf"^/api/v1/sections/{section}/users$": rule}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path, per_page=1))
+    new = max(u.id for u in inst.users.values() if u.name == "Aaron Aardvark")
+    missing = compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self")))
+    assert [d for d in missing if "missing" in d and str(new) not in d] == []

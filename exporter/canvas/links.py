@@ -3,8 +3,9 @@
 Canvas paginates with an RFC 8288 `Link` header. We read rels by name, case-insensitively, whatever the
 order and spacing, and use the URLs as opaque values: the only thing we ever change in one is the value
 of its `page` parameter, and only when `rel="last"` proves the pages are numbered (to fetch them in
-parallel). A list ends when there is no `next` or a page is empty; a URL seen twice is a cycle; a URL
-on another origin is never requested (it would be sent the token).
+parallel). A list ends when there is no `next` or at an empty page (looked past while it may have held only
+test students); a URL seen twice is a cycle; a URL on another origin is never requested (it would be sent the
+token).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from exporter.canvas.errors import PaginationError
 _ENTRY = re.compile(r"<([^>]*)>([^<]*)")
 _REL = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
 _PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)page=([^&#]*)")
+_PER_PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)per_page=([^&#]*)")
+
+# Canvas drops test students from a users page after cutting it, so a page of test students only is `[]` with
+# a next link, like a page past the end. Each course has one test student; a section may hold several
+# (cross-listed ones bring theirs along). Empty pages in a row are looked past while they could hold this many.
+TEST_STUDENTS_IN_A_ROW = 10
 
 # One list (a course's sections, a section's roster) is held in memory until it is complete, so a list that
 # never ends would grow without bound. Canvas's largest sections hold tens of thousands of users; a list past
@@ -132,25 +139,40 @@ class LinkWalk:
                                   path=path_of(self.first_url))
 
     def next_url(self, links: dict[str, str], item_count: int, came_from: str) -> str | None:
-        """The page to fetch after this one, or None when the list has ended."""
+        """The page to fetch after this one, or None when the list has ended. Nothing is counted unless the
+        next link is taken: a link refused here may be fetched again and turn out fine."""
         nxt = links.get("next")
         if not nxt:
             return None
-        if item_count == 0:
-            # Past its end, a list of unknown length answers `[]` with a next link: an empty page ends it. But
-            # Canvas drops test students from a users page after cutting it, so a page that held only test
-            # students is `[]` with a next link too. One such page is looked past; a second in a row ends it.
-            self.empty_in_a_row += 1
-            if self.empty_in_a_row > 1 or "last" in links:
-                return None
-        else:
-            self.empty_in_a_row = 0
-        self.items += item_count
-        if self.items >= self.max_items or len(self.seen) >= self.max_pages:
-            raise PaginationError(f"the list goes on past {len(self.seen):,} pages and {self.items:,} items "
+        empty = self.empty_in_a_row + 1 if item_count == 0 else 0
+        if empty and not _may_hide_test_students(empty, links, nxt, came_from):
+            return None  # past its end, a list of unknown length answers `[]`, with a next link
+        items = self.items + item_count
+        if items >= self.max_items or len(self.seen) >= self.max_pages:
+            raise PaginationError(f"the list goes on past {len(self.seen):,} pages and {items:,} items "
                                   f"(limits {self.max_pages:,} and {self.max_items:,}); its next links do not "
                                   "lead to an end", path=path_of(came_from))
-        return self.check(nxt, came_from)
+        url = self.check(nxt, came_from)
+        self.items, self.empty_in_a_row = items, empty
+        return url
+
+
+def _may_hide_test_students(empty_in_a_row: int, links: dict[str, str], nxt: str, came_from: str) -> bool:
+    """Whether the latest of `empty_in_a_row` empty pages may have held test students only, with the list
+    going on after it: its next link keeps the page size, and the empty pages so far are fewer than
+    TEST_STUDENTS_IN_A_ROW could fill. A list with a known last page has no such pages; a page past the end
+    may carry another page size in its links (folio's default). The link is then checked like any other."""
+    if "last" in links:
+        return False
+    size = _param(_PER_PAGE_PARAM, came_from)
+    if not size.isdigit() or int(size) < 1 or _param(_PER_PAGE_PARAM, nxt) != size:
+        return False
+    return empty_in_a_row <= -(-TEST_STUDENTS_IN_A_ROW // int(size))
+
+
+def _param(pattern: re.Pattern[str], url: str) -> str:
+    match = pattern.search(urlsplit(url).query)
+    return match.group(1) if match else ""
 
 
 def _list_path(url: str) -> str:

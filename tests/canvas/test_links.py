@@ -43,20 +43,50 @@ def walk() -> LinkWalk:
     return LinkWalk(f"{BASE}?per_page=10", origin(BASE))
 
 
-def test_walk_stops_without_next_or_on_a_second_empty_page_in_a_row():
+def pages(n: int, per_page: int = 10) -> str:
+    return f"{BASE}?page={n}&per_page={per_page}"
+
+
+def test_walk_stops_without_next():
     w = walk()
     assert w.next_url({}, 10, BASE) is None
-    assert w.next_url({"next": f"{BASE}?page=2"}, 3, BASE) == f"{BASE}?page=2"
-    # one empty page may have held only test students (dropped after the page was cut): look past it
-    assert w.next_url({"next": f"{BASE}?page=3"}, 0, BASE) == f"{BASE}?page=3"
-    assert w.next_url({"next": f"{BASE}?page=4"}, 2, BASE) == f"{BASE}?page=4"
-    assert w.next_url({"next": f"{BASE}?page=5"}, 0, BASE) == f"{BASE}?page=5"  # the count starts again
-    assert w.next_url({"next": f"{BASE}?page=6"}, 0, BASE) is None  # two in a row: past the end
+    assert w.next_url({"next": pages(2)}, 3, pages(1)) == pages(2)
 
 
-def test_an_empty_page_of_a_list_with_a_known_end_ends_it():
+@pytest.mark.parametrize("per_page,looked_past", [(100, 1), (10, 1), (3, 4), (1, 10)])
+def test_empty_pages_are_looked_past_while_test_students_could_fill_them(per_page, looked_past):
+    """A users page that held only test students comes back empty, with its next link; past the end, a page
+    is empty too. Empty pages in a row are followed while TEST_STUDENTS_IN_A_ROW could fill them."""
     w = walk()
-    assert w.next_url({"next": f"{BASE}?page=2", "last": f"{BASE}?page=3"}, 0, BASE) is None
+    assert w.next_url({"next": pages(2, per_page)}, per_page, pages(1, per_page)) == pages(2, per_page)
+    n = 2
+    for _ in range(looked_past):
+        assert w.next_url({"next": pages(n + 1, per_page)}, 0, pages(n, per_page)) == pages(n + 1, per_page)
+        n += 1
+    assert w.next_url({"next": pages(n + 1, per_page)}, 0, pages(n, per_page)) is None  # one more: the end
+    w = walk()  # a page with rows starts the count again
+    assert w.next_url({"next": pages(3, per_page)}, 0, pages(2, per_page)) == pages(3, per_page)
+    assert w.next_url({"next": pages(4, per_page)}, 1, pages(3, per_page)) == pages(4, per_page)
+    assert w.next_url({"next": pages(5, per_page)}, 0, pages(4, per_page)) == pages(5, per_page)
+
+
+@pytest.mark.parametrize("links", [
+    {"next": pages(3, per_page=30)},  # folio's default page size in the links of a page past the end
+    {"next": f"{BASE}?page=3"},  # no page size
+    {"next": pages(3), "last": pages(4)},  # a list with a known end has no empty page before it
+])
+def test_an_empty_page_whose_next_link_changes_the_page_size_ends_the_list(links):
+    assert walk().next_url(links, 0, pages(2)) is None
+
+
+def test_a_refused_link_on_an_empty_page_counts_nothing():
+    """The page is fetched again (a passing fault) and its good link is then taken as the first empty page."""
+    w = walk()
+    w.next_url({"next": pages(2)}, 10, pages(1))
+    with pytest.raises(PaginationError, match="another host"):
+        w.next_url({"next": pages(3).replace("canvas.test", "elsewhere.test")}, 0, pages(2))
+    assert w.next_url({"next": pages(3)}, 0, pages(2)) == pages(3)
+    assert w.items == 10
 
 
 def test_repeated_url_is_an_error_whatever_its_query_order():

@@ -55,11 +55,14 @@ async def test_same_rows_whatever_the_look_ahead(expected):
 
 
 @pytest.mark.parametrize("expected", [None, 30])
-async def test_one_empty_page_is_looked_past_and_two_in_a_row_end_the_list(expected):
+@pytest.mark.parametrize("empty_run,ends", [(5, False), (6, True)])
+async def test_empty_pages_are_looked_past_until_too_many_in_a_row(expected, empty_run, ends):
+    """Two items a page: five pages in a row could hold only test students (TEST_STUDENTS_IN_A_ROW), six cannot."""
     with aioresponses() as m:  # a page of test students only comes back empty, with its next link
-        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 3}], link(3)),
-                  4: ([], link(4)), 5: ([], link(5)), 6: ([{"id": 99}], link(6))})
-        assert await walk(expected_items=expected) == [1, 2, 3]
+        empty = {n: ([], link(n)) for n in range(4, 4 + empty_run)}
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1)), 2: ([], link(2)), 3: ([{"id": 3}], link(3)), **empty,
+                  4 + empty_run: ([{"id": 99}], link(4 + empty_run, nxt=False))})
+        assert await walk(expected_items=expected) == [1, 2, 3] + ([] if ends else [99])
 
 
 async def test_after_an_empty_page_nothing_is_fetched_ahead():
@@ -163,3 +166,15 @@ async def test_a_needed_page_whose_look_ahead_failed_is_fetched_again_with_retri
             # the look-ahead's failed attempt, then the walk's own: both count as retries of page 3
             assert sum(c.stats.ahead_failed.values()) == 1 and c.stats.retries == 2
     assert ids == [1, 2, 3, 4, 5]
+
+
+async def test_a_passing_bad_link_on_an_empty_page_is_retried_not_taken_for_the_end():
+    with aioresponses() as m:
+        m.get(f"{URL}?per_page=2", payload=[{"id": 1}, {"id": 2}], headers=link(1))
+        m.get(f"{URL}?page=2&per_page=2", payload=[], headers={"Link": f'<{URL}?per_page=2>; rel="next"'})
+        m.get(f"{URL}?page=2&per_page=2", payload=[], headers=link(2), repeat=True)
+        m.get(f"{URL}?page=3&per_page=2", payload=[{"id": 5}], headers=link(3, nxt=False))
+        m.get(re.compile(re.escape(URL) + r"\?page=\d+&per_page=2"), payload=[], repeat=True)
+        async with client() as c:
+            ids = [i["id"] async for p in iter_pages(c, URL, [("per_page", "2")], per_page=2) for i in p.items]
+    assert ids == [1, 2, 5]
