@@ -8,6 +8,7 @@ body) → `_classify` (status and body → Page or an exception from `errors`).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import re
@@ -211,7 +212,8 @@ class CanvasClient:
         if foreign:
             raise PaginationError("refusing to send the token to another host", path=path_of(url))
         if params:  # encoded once here, as Canvas's own links encode them (`include%5B%5D=x`)
-            url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+            query = _query(tuple(params)) if isinstance(params, list) else urlencode(params)
+            url = f"{url}{'&' if '?' in url else '?'}{query}"
             params = None
         retry = self.config.retry
         failures = throttles = 0
@@ -404,6 +406,11 @@ class CanvasClient:
             raise BadResponse(f"item {i} of the list is a JSON {type(item).__name__}, not an object",
                               path=path_of(url), status=200)
         return parsed
+
+
+@functools.lru_cache(maxsize=64)  # a crawl asks every list with the same few parameter lists
+def _query(params: tuple[tuple[str, str], ...]) -> str:
+    return urlencode(params)
 
 
 def _float(value: str | None) -> float | None:

@@ -104,7 +104,10 @@ class LinkWalk:
     max_pages: int = MAX_LIST_PAGES
 
     def __post_init__(self) -> None:
-        self.seen: set[tuple[str, ...]] = {canonical(self.first_url)}
+        # The pages taken, as `canonical` keys. The first page's key is made when a next link comes to be
+        # checked against it: most lists (a small section's roster) end on their first page.
+        self._seen: set[tuple[str, ...]] = set()
+        self.pages = 1
         self.items = 0
         self.empty_in_a_row = 0
         self.path = _list_path(self.first_url)
@@ -125,16 +128,19 @@ class LinkWalk:
             # roster's section id comes from the crawl, not the data) and this list's own would be lost.
             raise PaginationError(f"next link leads to another list ({path_of(url)}); not followed",
                                   path=path_of(came_from))
+        if not self._seen:
+            self._seen.add(canonical(self.first_url))
         key = canonical(url)
-        if key in self.seen:
+        if key in self._seen:
             raise PaginationError(f"next link repeats an earlier page ({path_of(url)}); the list would loop",
                                   path=path_of(came_from))
-        self.seen.add(key)
+        self._seen.add(key)
+        self.pages += 1
         return url
 
     def same_list(self, url: str) -> None:
         """A page's own URL (where redirects ended) is on this list, or PaginationError."""
-        if _list_path(url) != self.path:
+        if url != self.first_url and _list_path(url) != self.path:
             raise PaginationError(f"a page was redirected to another list ({path_of(url)}); not taken",
                                   path=path_of(self.first_url))
 
@@ -148,8 +154,8 @@ class LinkWalk:
         if empty and not _may_hide_test_students(empty, links, nxt, came_from):
             return None  # past its end, a list of unknown length answers `[]`, with a next link
         items = self.items + item_count
-        if items >= self.max_items or len(self.seen) >= self.max_pages:
-            raise PaginationError(f"the list goes on past {len(self.seen):,} pages and {items:,} items "
+        if items >= self.max_items or self.pages >= self.max_pages:
+            raise PaginationError(f"the list goes on past {self.pages:,} pages and {items:,} items "
                                   f"(limits {self.max_pages:,} and {self.max_items:,}); its next links do not "
                                   "lead to an end", path=path_of(came_from))
         url = self.check(nxt, came_from)
@@ -171,7 +177,7 @@ def _may_hide_test_students(empty_in_a_row: int, links: dict[str, str], nxt: str
 
 
 def _param(pattern: re.Pattern[str], url: str) -> str:
-    match = pattern.search(urlsplit(url).query)
+    match = pattern.search(_query(url))
     return match.group(1) if match else ""
 
 
@@ -180,8 +186,14 @@ def _list_path(url: str) -> str:
     return unquote(urlsplit(url).path).rstrip("/")
 
 
+def _query(url: str) -> str:
+    """What `urlsplit(url).query` is, without splitting the rest: the text after the first `?` that comes
+    before any `#` (neither can be in the scheme or the authority)."""
+    return url.partition("#")[0].partition("?")[2]
+
+
 def page_number(url: str) -> int | None:
-    match = _PAGE_PARAM.search(urlsplit(url).query)
+    match = _PAGE_PARAM.search(_query(url))
     if match and match.group(1).isdigit():
         return int(match.group(1))
     return None

@@ -261,7 +261,8 @@ class AdaptiveLimit:
                 wait = self.delay() if self._queue[0] is turn else math.inf
                 if wait <= 0.0:
                     break
-                turn.event = anyio.Event()
+                if turn.event.is_set():  # woken before: a fresh event for the next wake
+                    turn.event = anyio.Event()
                 if wait == math.inf:
                     await turn.event.wait()
                 else:
