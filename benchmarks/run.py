@@ -92,6 +92,8 @@ def main() -> int:
         "notes": NOTES,
     }
     started = time.monotonic()
+    if args.work:
+        Path(args.work).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="canvas-export-bench-", dir=args.work) as work:
         bench = Bench(Path(work), logs, say=lambda text: print(text, flush=True))
         results = [bench.run(sc) for sc in chosen]
