@@ -755,3 +755,56 @@ async def test_a_user_added_while_the_roster_is_paged_past_its_test_student(tmp_
     new = max(u.id for u in inst.users.values() if u.name == "Aaron Aardvark")
     missing = compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self")))
     assert [d for d in missing if "missing" in d and str(new) not in d] == []
+
+
+# -- pagination a reviewer broke (found at 7eef3a4) ---------------------------------------------------------------
+async def test_a_last_link_whose_page_is_no_number_is_ignored(inst, tmp_path):
+    """Only the look-ahead reads `last`: a page number it cannot read (`²` is a digit to str.isdigit, not to int)
+    means no look-ahead, not a crash."""
+    pattern, _, path = target(inst, "users")
+
+    def odd_last(request: web.BaseRequest, up: Upstream) -> web.Response:
+        return up.response(headers={"Link": up.headers["Link"] + f',<{proxy.base_url}{path}?page=²&per_page=20>; '
+                                    'rel="last"'})
+
+    async with proxied(inst, {pattern: odd_last}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    assert manifest(tmp_path, result)["status"] == "complete"
+    assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+@pytest.mark.parametrize("rel", ["next", "prev"])
+async def test_a_link_that_cannot_be_resolved_fails_at_most_its_list(inst, tmp_path, rel):
+    """urljoin raises on `//[::1/x` (no IPv6 address), whatever the rel: a `next` one fails its list, another is
+    never used."""
+    pattern, item, path = target(inst, "users")
+
+    def bad_link(request: web.BaseRequest, up: Upstream) -> web.Response:  # the first link of a rel wins
+        return up.response(headers={"Link": f'<//[::1/api/v1/x?page=2>; rel="{rel}",' + up.headers["Link"]})
+
+    async with proxied(inst, {pattern: bad_link}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    if rel == "next":
+        assert one_failure(tmp_path, result, item, path)["kind"] == "bad_pagination"
+        assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []
+    else:
+        assert manifest(tmp_path, result)["status"] == "complete"
+        assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+async def test_the_first_page_redirected_to_another_list_is_refused(inst, tmp_path):
+    """A redirect of page 1 to another section's roster must not make that roster this one's: its users would be
+    filed under this section in a run that says complete."""
+    pattern, item, path = target(inst, "users")
+    other = other_section(inst)
+
+    def redirect_page_1(request: web.BaseRequest, up: Upstream) -> web.Response:
+        if request.rel_url.query.get("page") not in (None, "1"):
+            return up.response()
+        return web.Response(status=302, headers={"Location": f"/api/v1/sections/{other}/users?per_page=20"})
+
+    async with proxied(inst, {pattern: redirect_page_1}) as (_, proxy):
+        result = await export(crawl_config(proxy, tmp_path))
+    failure = one_failure(tmp_path, result, item, path)
+    assert failure["kind"] == "bad_pagination" and "redirected to another list" in failure["reason"]
+    assert compare(tmp_path, result.snapshot_id, truth_without(inst, "users")) == []

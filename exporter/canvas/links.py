@@ -18,8 +18,6 @@ from exporter.canvas.errors import PaginationError
 
 _ENTRY = re.compile(r"<([^>]*)>([^<]*)")
 _REL = re.compile(r"""(?:^|;)\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,"]+))""", re.IGNORECASE)
-_PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)page=([^&#]*)")
-_PER_PAGE_PARAM = re.compile(r"(?:(?<=[?&])|^)per_page=([^&#]*)")
 
 # Canvas drops test students from a users page after cutting it, so a page of test students only is `[]` with
 # a next link, like a page past the end. Each course has one test student; a section may hold several
@@ -44,9 +42,20 @@ def parse_link_header(values: str | list[str] | None, base_url: str = "") -> dic
         for rel_match in _REL.finditer(match.group(2)):
             rels = (rel_match.group(1) or rel_match.group(2) or "").split()
             for rel in rels:
-                absolute = url.startswith(("https://", "http://")) or not base_url
-                links.setdefault(rel.lower(), url if absolute else urljoin(base_url, url))
+                links.setdefault(rel.lower(), _resolved(url, base_url))
     return links
+
+
+def _resolved(url: str, base_url: str) -> str:
+    """A link's URL against the page's own. One that cannot be resolved (`//[::1/x`: no IPv6 address) is kept
+    as sent: a `next` link is then refused by the walk as not a usable URL, and other rels go unused."""
+    if url.startswith(("https://", "http://")) or not base_url:
+        return url
+    try:
+        return urljoin(base_url, url)
+    except ValueError:
+        return url
+
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -98,10 +107,11 @@ def canonical(url: str) -> tuple[str, ...]:
 class LinkWalk:
     """Follows `next` links for one list, refusing cycles and foreign origins."""
 
-    first_url: str
+    first_url: str  # the first page's own URL, where any redirect ended
     home: tuple[str, str, int | None]
     max_items: int = MAX_LIST_ITEMS
     max_pages: int = MAX_LIST_PAGES
+    list_url: str = ""  # the URL asked for the first page, which says the list (default: first_url)
 
     def __post_init__(self) -> None:
         # The pages taken, as `canonical` keys. The first page's key is made when a next link comes to be
@@ -110,7 +120,8 @@ class LinkWalk:
         self.pages = 1
         self.items = 0
         self.empty_in_a_row = 0
-        self.path = _list_path(self.first_url)
+        self.list_url = self.list_url or self.first_url
+        self.path = _list_path(self.list_url)
 
     def check(self, url: str, came_from: str) -> str:
         try:
@@ -139,10 +150,11 @@ class LinkWalk:
         return url
 
     def same_list(self, url: str) -> None:
-        """A page's own URL (where redirects ended) is on this list, or PaginationError."""
-        if url != self.first_url and _list_path(url) != self.path:
+        """A page's own URL (where redirects ended) is on this list, or PaginationError. The first page's too:
+        a redirect from it must not make another list this one."""
+        if url != self.list_url and _list_path(url) != self.path:
             raise PaginationError(f"a page was redirected to another list ({path_of(url)}); not taken",
-                                  path=path_of(self.first_url))
+                                  path=path_of(self.list_url))
 
     def next_url(self, links: dict[str, str], item_count: int, came_from: str) -> str | None:
         """The page to fetch after this one, or None when the list has ended. Nothing is counted unless the
@@ -165,20 +177,40 @@ class LinkWalk:
 
 def _may_hide_test_students(empty_in_a_row: int, links: dict[str, str], nxt: str, came_from: str) -> bool:
     """Whether the latest of `empty_in_a_row` empty pages may have held test students only, with the list
-    going on after it: its next link keeps the page size, and the empty pages so far are fewer than
-    TEST_STUDENTS_IN_A_ROW could fill. A list with a known last page has no such pages; a page past the end
-    may carry another page size in its links (folio's default). The link is then checked like any other."""
-    if "last" in links:
+    going on after it: its next link keeps the page size, it does not go past a `last` page the server gave,
+    and the empty pages so far are fewer than TEST_STUDENTS_IN_A_ROW could fill. A page past the end may carry
+    another page size in its links (folio's default). The link is then checked like any other."""
+    size = _count(_param("per_page", came_from))
+    if not size or _count(_param("per_page", nxt)) != size:
         return False
-    size = _param(_PER_PAGE_PARAM, came_from)
-    if not size.isdigit() or int(size) < 1 or _param(_PER_PAGE_PARAM, nxt) != size:
-        return False
-    return empty_in_a_row <= -(-TEST_STUDENTS_IN_A_ROW // int(size))
+    if "last" in links:  # a counted list: a page before its last is not past its end
+        following, last = page_number(nxt), page_number(links["last"])
+        if following is None or last is None or following > last:
+            return False
+    return empty_in_a_row <= -(-TEST_STUDENTS_IN_A_ROW // size)
 
 
-def _param(pattern: re.Pattern[str], url: str) -> str:
-    match = pattern.search(_query(url))
-    return match.group(1) if match else ""
+def _param(name: str, url: str) -> str:
+    """A query parameter's value as Rails reads it: names and values unescaped, the last one given wins
+    ("" if there is none)."""
+    value = ""
+    for pair in _query(url).split("&"):
+        if _key(pair) == name:
+            raw = pair.partition("=")[2]
+            value = unquote_plus(raw) if "%" in raw or "+" in raw else raw
+    return value
+
+
+def _key(pair: str) -> str:
+    key = pair.partition("=")[0]
+    return unquote_plus(key) if "%" in key or "+" in key else key
+
+
+def _count(text: str) -> int | None:
+    """A positive whole number written in ASCII digits, or None (`²` is a digit to str.isdigit, not to int)."""
+    if text.isascii() and text.isdigit() and int(text) > 0:
+        return int(text)
+    return None
 
 
 def _list_path(url: str) -> str:
@@ -188,21 +220,32 @@ def _list_path(url: str) -> str:
 
 def _query(url: str) -> str:
     """What `urlsplit(url).query` is, without splitting the rest: the text after the first `?` that comes
-    before any `#` (neither can be in the scheme or the authority)."""
+    before any `#` (neither can be in the scheme or the authority), once tabs and line breaks are dropped."""
+    if "\t" in url or "\n" in url or "\r" in url:
+        url = url.replace("\t", "").replace("\n", "").replace("\r", "")
     return url.partition("#")[0].partition("?")[2]
 
 
 def page_number(url: str) -> int | None:
-    match = _PAGE_PARAM.search(_query(url))
-    if match and match.group(1).isdigit():
-        return int(match.group(1))
-    return None
+    """The page a URL asks for, as Canvas reads its `page` parameter; None if it names none it can read."""
+    value = _param("page", url)
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 def with_page(url: str, number: int) -> str:
+    """The URL asking for page `number`: its first `page` parameter (escaped or not) set, any other dropped."""
     parts = urlsplit(url)
-    query = _PAGE_PARAM.sub(f"page={number}", parts.query, count=1)
-    return parts._replace(query=query).geturl()
+    pairs: list[str] = []
+    placed = False
+    for pair in parts.query.split("&") if parts.query else []:
+        if _key(pair) == "page":
+            if placed:
+                continue
+            pair, placed = f"page={number}", True
+        pairs.append(pair)
+    if not placed:
+        pairs.append(f"page={number}")
+    return parts._replace(query="&".join(pairs)).geturl()
 
 
 MAX_AHEAD = 32

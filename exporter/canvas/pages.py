@@ -32,7 +32,7 @@ async def iter_pages(client: CanvasClient, url: str, params: Any = None, *, per_
     `ahead=False`, one page at a time, each asked for after the one before it was answered."""
     get = _getter(client, convert)
     page = await get(url, params)
-    walk = LinkWalk(page.url, client.home)
+    walk = LinkWalk(page.url, client.home, list_url=url)  # the list is the one asked for, wherever page 1 ended
     page, next_url = await _settle(get, client, walk, page)
     yield page
     last = page.links.get("last")

@@ -5,7 +5,16 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from exporter.canvas.errors import PaginationError
-from exporter.canvas.links import LinkWalk, _query, on_origin, origin, page_number, pages_ahead, parse_link_header
+from exporter.canvas.links import (
+    LinkWalk,
+    _query,
+    on_origin,
+    origin,
+    page_number,
+    pages_ahead,
+    parse_link_header,
+    with_page,
+)
 
 BASE = "https://canvas.test/api/v1/courses/1/sections"
 
@@ -77,7 +86,8 @@ def test_empty_pages_are_looked_past_while_test_students_could_fill_them(per_pag
 @pytest.mark.parametrize("links", [
     {"next": pages(3, per_page=30)},  # folio's default page size in the links of a page past the end
     {"next": f"{BASE}?page=3"},  # no page size
-    {"next": pages(3), "last": pages(4)},  # a list with a known end has no empty page before it
+    {"next": pages(3), "last": pages(2)},  # past the last page the server counted
+    {"next": pages(3), "last": f"{BASE}?page=x"},  # a last page that names no number
 ])
 def test_an_empty_page_whose_next_link_changes_the_page_size_ends_the_list(links):
     assert walk().next_url(links, 0, pages(2)) is None
@@ -183,7 +193,7 @@ def test_on_origin_fast_path_agrees_with_full_parse(url, expected):
 
 
 @given(st.lists(st.sampled_from(["http:", "https:", "//", "/", "?", "#", "&", "@", ":", "[", "]", "h", "page=",
-                                 "3", "%3F", ";", "\\"]), max_size=14).map("".join))
+                                 "3", "%3F", ";", "\\", "\t", "\n"]), max_size=14).map("".join))
 def test_the_query_is_read_as_urlsplit_reads_it(url):
     # page_number and the per_page checks read the query without splitting the whole URL
     try:
@@ -191,3 +201,59 @@ def test_the_query_is_read_as_urlsplit_reads_it(url):
     except ValueError:  # a bracket that is no IPv6 address: urlsplit refuses the URL, _query still reads it
         assume(False)
     assert _query(url) == expected
+
+
+def test_an_empty_page_before_the_last_counted_page_is_looked_past():
+    """A counted roster (`last` on every page) whose test students were dropped after paging: an empty page
+    before the last one is not the end."""
+    w = walk()
+    w.next_url({"next": pages(2), "last": pages(4)}, 10, pages(1))
+    assert w.next_url({"next": pages(3), "last": pages(4)}, 0, pages(2)) == pages(3)
+
+
+@pytest.mark.parametrize("url", [f"{BASE}?page=²&per_page=10", f"{BASE}?page=&per_page=10", f"{BASE}?page=-1",
+                                 f"{BASE}?page=٣"])
+def test_a_page_number_only_in_ascii_digits_is_read(url):
+    assert page_number(url) is None  # '²'.isdigit() is True, but int('²') fails; '٣' is no number to Rails
+
+
+def test_a_page_size_that_is_no_number_ends_the_list_at_an_empty_page():
+    w = walk()
+    w.next_url({"next": f"{BASE}?page=2&per_page=10"}, 10, f"{BASE}?per_page=10")
+    assert w.next_url({"next": f"{BASE}?page=3&per_page=²"}, 0, f"{BASE}?page=2&per_page=²") is None
+
+
+@pytest.mark.parametrize("nxt,looked_past", [
+    (f"{BASE}?page=3&per%5Fpage=10", True),  # the same page size, escaped: Rails reads per_page=10
+    (f"{BASE}?page=3&per_page=010", True),  # the same number
+    (f"{BASE}?page=3&per_page=10&per_page=30", False),  # Rails takes the last value: 30, another page size
+])
+def test_the_page_size_of_an_empty_pages_next_link_is_read_as_canvas_reads_it(nxt, looked_past):
+    w = walk()
+    w.next_url({"next": f"{BASE}?page=2&per_page=10"}, 10, f"{BASE}?per_page=10")
+    assert (w.next_url({"next": nxt}, 0, f"{BASE}?page=2&per_page=10") is not None) is looked_past
+
+
+@pytest.mark.parametrize("url,number,expected", [
+    (f"{BASE}?page=2&per_page=10", 3, f"{BASE}?page=3&per_page=10"),
+    (f"{BASE}?per_page=10&page=2#f", 5, f"{BASE}?per_page=10&page=5#f"),
+    (f"{BASE}?page=2&per_page=10&page=7", 9, f"{BASE}?page=9&per_page=10"),  # one page parameter left
+    (f"{BASE}?p%61ge=2&per_page=10", 4, f"{BASE}?page=4&per_page=10"),
+])
+def test_with_page_sets_the_page_canvas_will_read(url, number, expected):
+    assert with_page(url, number) == expected
+    assert page_number(with_page(url, number)) == number
+
+
+def test_page_number_takes_the_last_page_parameter_as_rails_does():
+    assert page_number(f"{BASE}?page=2&per_page=10&page=7") == 7
+    assert page_number(f"{BASE}?p%61ge=4") == 4
+
+
+def test_an_unresolvable_relative_link_is_kept_as_sent():
+    """urljoin raises on `//[::1/x` (no IPv6 address); the link is kept, and the walk refuses it if followed."""
+    links = parse_link_header('<//[::1/api/v1/x?page=2>; rel="next", <https://canvas.test/x?page=9>; rel="last"',
+                              "https://canvas.test/api/v1/x?page=1")
+    assert links == {"next": "//[::1/api/v1/x?page=2", "last": "https://canvas.test/x?page=9"}
+    with pytest.raises(PaginationError, match="not a usable URL"):
+        walk().next_url(links, 10, BASE)

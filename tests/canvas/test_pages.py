@@ -178,3 +178,13 @@ async def test_a_passing_bad_link_on_an_empty_page_is_retried_not_taken_for_the_
         async with client() as c:
             ids = [i["id"] async for p in iter_pages(c, URL, [("per_page", "2")], per_page=2) for i in p.items]
     assert ids == [1, 2, 5]
+
+
+@pytest.mark.parametrize("expected", [None, 10])
+async def test_an_empty_page_before_the_last_does_not_end_the_list(expected):
+    """A counted roster (`last` on every page) whose page 2 held test students only, dropped after the page was
+    cut (as CoursesController#users drops them): `last` says 4 pages, so page 2 is not the end."""
+    with aioresponses() as m:
+        serve(m, {1: ([{"id": 1}, {"id": 2}], link(1, last=4)), 2: ([], link(2, last=4)),
+                  3: ([{"id": 3}, {"id": 4}], link(3, last=4)), 4: ([{"id": 5}], link(4, nxt=False, last=4))})
+        assert await walk(expected_items=expected) == [1, 2, 3, 4, 5]
