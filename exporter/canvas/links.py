@@ -2,7 +2,7 @@
 
 Canvas paginates with an RFC 8288 `Link` header. We read rels by name, case-insensitively, whatever the
 order and spacing, and use the URLs as opaque values: the only thing we ever change in one is the value
-of its `page` parameter, and only when `rel="last"` proves the pages are numbered (to fetch them in
+of its `page` parameter (one left, if it was given twice), and only when `rel="last"` proves the pages are numbered (to fetch them in
 parallel). A list ends when there is no `next` or at an empty page (looked past while it may have held only
 test students); a URL seen twice is a cycle; a URL on another origin is never requested (it would be sent the
 token).
@@ -55,7 +55,6 @@ def _resolved(url: str, base_url: str) -> str:
         return urljoin(base_url, url)
     except ValueError:
         return url
-
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
