@@ -3,9 +3,9 @@
 Canvas paginates with an RFC 8288 `Link` header. We read rels by name, case-insensitively, whatever the
 order and spacing, and use the URLs as opaque values: the only thing we ever change in one is the value
 of its `page` parameter (one left, if it was given twice), and only when `rel="last"` proves the pages are
-numbered (to fetch them in parallel). A list ends when there is no `next` or at an empty page (looked past while it may have held only
-test students); a URL seen twice is a cycle; a URL on another origin is never requested (it would be sent the
-token).
+numbered (to fetch them in parallel). A list ends when there is no `next` or at an empty page (looked past
+while it may have held only test students); a URL seen twice is a cycle; a URL on another origin is never
+requested (it would be sent the token).
 """
 
 from __future__ import annotations
