@@ -26,6 +26,7 @@ from exporter import __version__
 from exporter.arrow_thread import limit_malloc_arenas
 from exporter.canvas.errors import CanvasError, unwrap_group
 from exporter.canvas.refs import RefError, account_ref, course_ref
+from exporter.canvas.tokens import TokenFinder
 from exporter.config import (
     DEFAULT_SECTION_INCLUDES,
     DEFAULT_USER_INCLUDES,
@@ -93,16 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
                           description="Start the simulator in this process, export its institution, and "
                                       "check the result against the simulator's ground truth.")
     _add_output_args(demo, default_hint="./canvas-export-demo, never $CANVAS_EXPORT_OUT")
-    demo.add_argument("--courses", type=int, default=100, help="size of the simulated institution (courses)")
-    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated institution")
+    demo.add_argument("--courses", type=int, default=100,
+                      help="size of the simulated institution (courses; default 100)")
+    demo.add_argument("--seed", type=int, default=1, help="seed of the simulated institution (default 1)")
     _add_tuning_args(demo)
     _add_log_args(demo)
 
     sim = sub.add_parser("simulate", allow_abbrev=False, help="serve a simulated Canvas on 127.0.0.1",
                          description="Serve a seeded synthetic Canvas institution on 127.0.0.1 until Ctrl-C.")
     sim.add_argument("--port", type=int, default=8800, help="port on 127.0.0.1 (default 8800)")
-    sim.add_argument("--courses", type=int, default=100, help="size of the simulated institution (courses)")
-    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated institution")
+    sim.add_argument("--courses", type=int, default=100,
+                     help="size of the simulated institution (courses; default 100)")
+    sim.add_argument("--seed", type=int, default=1, help="seed of the simulated institution (default 1)")
     sim.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
     sim.add_argument("--throttle", action="store_true", help="switch on Canvas's leaky-bucket throttle")
     sim.add_argument("--throttle-429", action="store_true", help="throttle with 429 instead of Canvas's 403")
@@ -223,7 +226,13 @@ def _timeouts(seconds: float) -> Timeouts:
 
 
 def _out(args: argparse.Namespace, default: str = "canvas-export") -> str:
-    return args.out or os.environ.get("CANVAS_EXPORT_OUT") or default
+    return _folder(args.out or os.environ.get("CANVAS_EXPORT_OUT") or default)
+
+
+def _folder(out: str) -> str:
+    if "://" not in out and os.path.exists(out) and not os.path.isdir(out):
+        raise UsageError(f"--out {out} is a file; give a folder (it is made if it does not exist)")
+    return out
 
 
 # -- logging and progress ---------------------------------------------------------------------------------------
@@ -235,13 +244,12 @@ class _JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
-_SECRETS: set[str] = set()  # the run's token once read: never printed, whatever a message quotes
+_SECRETS: list[TokenFinder] = []  # the run's token once read: never printed, whatever a message quotes
 
 
 def _redacted(text: str) -> str:
     for secret in _SECRETS:
-        if secret:
-            text = text.replace(secret, "[token]")
+        text = secret.redact(text)
     return text
 
 
@@ -276,7 +284,8 @@ def setup_logging(args: argparse.Namespace, token: Secret | None = None) -> None
     fmt = args.log_format or ("text" if sys.stderr.isatty() else "json")
     handler.setFormatter(_JsonFormatter() if fmt == "json" else logging.Formatter("%(levelname)s %(message)s"))
     if token is not None:
-        _SECRETS.add(token.reveal())
+        if all(known.token != token.reveal() for known in _SECRETS):
+            _SECRETS.append(TokenFinder(token.reveal()))
         handler.addFilter(_Redact())
     root = logging.getLogger("exporter")
     root.handlers[:] = [handler]
@@ -389,7 +398,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from exporter.demo import run_demo
 
     # not CANVAS_EXPORT_OUT: that names the user's real export folder, no place for simulated data
-    return run_demo(args, args.out or "canvas-export-demo", _want_progress(args))
+    return run_demo(args, _folder(args.out or "canvas-export-demo"), _want_progress(args))
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -161,6 +161,9 @@ def check_base_url(url: str, allow_insecure_http: bool) -> None:
         raise ConfigError(f"--base-url {shown} has port {port_text!r}: a port is a number from 1 to 65535")
     if parts.username or parts.password or parts.query or parts.fragment:
         raise ConfigError("--base-url must not carry credentials, a query or a fragment")
+    if parts.path.rstrip("/").endswith("/api/v1"):  # the exporter adds /api/v1/... itself
+        raise ConfigError(f"--base-url {shown} ends with /api/v1: give Canvas's address without it, "
+                          f"e.g. {parts.scheme}://{parts.netloc.rpartition('@')[2]}")
     if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
         raise ConfigError(
             f"--base-url {shown} is plain http: the token would cross the network unencrypted. "

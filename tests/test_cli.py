@@ -88,6 +88,8 @@ def test_refused_course_commits_with_status_3(sim, token, tmp_path, capsys):
     (["--base-url", "https://[1.2.3.4]", "--course", "1"], "is not a valid URL"),
     (["--base-url", "https://canvas .example.edu", "--course", "1"], "contains spaces or control characters"),
     (["--base-url", "https://me:secret@canvas.example.edu:99999", "--course", "1"], "'https://canvas.example"),
+    (["--base-url", "https://canvas.example.edu/api/v1/", "--course", "1"],
+     "ends with /api/v1: give Canvas's address without it, e.g. https://canvas.example.edu"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(sim, token, tmp_path, capsys, argv, message):
     argv = [sim.base_url if a == "URL" else str(tmp_path) if a == "OUT" else a for a in argv]
@@ -270,3 +272,13 @@ def test_a_token_revoked_mid_run_says_what_is_staged_and_resume_finishes(token, 
         sim.options.tokens[ADMIN_TOKEN] = SimOptions().tokens[ADMIN_TOKEN]
         assert main([*argv, "--resume"]) == 0
     assert compare(tmp_path, "S", ground_truth(institution, AccountScope("self"))) == []
+
+
+@pytest.mark.parametrize("command", ["crawl", "demo"])
+def test_an_out_that_is_a_file_is_refused_before_anything_runs(token, tmp_path, capsys, command):
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder\n")
+    extra = ["--base-url", "https://canvas.example.edu", "--course", "1"] if command == "crawl" else []
+    assert main([command, *extra, "--out", str(afile)]) == 2
+    err = capsys.readouterr().err
+    assert "is a file; give a folder" in err and err.count("\n") == 1

@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 import aiohttp
 import anyio
 import orjson
+from aiohttp.http_exceptions import ContentEncodingError
 from aiolimiter import AsyncLimiter
 from yarl import URL
 
@@ -37,6 +38,7 @@ from exporter.canvas.errors import (
 )
 from exporter.canvas.links import on_origin, origin, parse_link_header, path_of
 from exporter.canvas.throttle import AdaptiveLimit, ThrottleRule
+from exporter.canvas.tokens import TokenFinder
 from exporter.config import ClientConfig
 
 log = logging.getLogger("exporter.client")
@@ -175,6 +177,7 @@ class CanvasClient:
         self._token = config.token.reveal()
         self._token_bytes = self._token.encode()
         self._token_escapes = _escapes_spelling(self._token)
+        self._finder = TokenFinder(self._token)
 
     async def __aenter__(self) -> CanvasClient:
         t = self.config.timeouts
@@ -249,7 +252,7 @@ class CanvasClient:
                 await self._sleep(delay)
 
     def redact(self, text: str) -> str:
-        return text.replace(self._token, "[token]") if self._token else text
+        return self._finder.redact(text)
 
     def _message(self, body: bytes) -> str:
         """Canvas's words from an error body, token removed before the text is shortened."""
@@ -295,6 +298,11 @@ class CanvasClient:
                     raise _Retry(f"connection failed: {type(exc).__name__}", connect=True) from None
                 except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError,
                         aiohttp.ClientOSError) as exc:
+                    if isinstance(exc.__cause__, ContentEncodingError):  # the bytes came; they are not what
+                        # their Content-Encoding says. Not the connection's fault, and no better a second time.
+                        what = getattr(exc.__cause__, "message", "") or "cannot decode it"
+                        raise BadResponse(f"the body is not what its Content-Encoding says ({what})",
+                                          path=path_of(url)) from None
                     raise _Retry(f"connection broke mid-response: {type(exc).__name__}") from None
                 except (asyncio.TimeoutError, TimeoutError):
                     raise _Retry("timed out") from None
@@ -315,6 +323,9 @@ class CanvasClient:
             raise PaginationError(
                 f"redirected to another host ({location.host}); not followed, so the token is not sent there",
                 path=path_of(str(current)), status=resp.status)
+        if location.user is not None or location.password is not None:
+            raise BadResponse("redirect to a URL with a user name or password; not followed",
+                              path=path_of(str(current)), status=resp.status)
         return location
 
     async def _read(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
@@ -337,11 +348,14 @@ class CanvasClient:
         return b"".join(chunks)
 
     def _holds_token(self, body: bytes) -> bool:
-        """Whether a body holds the token, written plainly or with JSON escapes (`1\\u007e...`). A C-speed
-        search; only a body with an escape that spells one of the token's characters is decoded first."""
+        """Whether a body holds the token, written plainly, with its punctuation escaped, or with percent, HTML
+        or JSON escapes (`1\\u007e...`). C-speed searches; only a body with an escape that could spell one of the
+        token's characters is decoded first."""
         if not self._token_bytes:
             return False
-        if self._token_bytes in body:
+        if self._finder.in_bytes(body):  # the token, or a long run of it (its punctuation escaped)
+            return True
+        if self._finder.escaped_in_bytes(body):  # percent escapes or HTML entities
             return True
         if b"\\" not in body or not self._token_escapes.search(body):
             return False
@@ -390,10 +404,18 @@ class CanvasClient:
         try:
             parsed = orjson.loads(data)
         except orjson.JSONDecodeError as exc:
-            if data.lstrip()[:1] == b"[":  # rows gone wrong: their text (people's names) stays out of logs
+            lead = data.lstrip()
+            # Rows gone wrong: their text (people's names) stays out of logs and the manifest.
+            if lead.startswith(b"\xef\xbb\xbf"):
+                start = "starts with a UTF-8 byte-order mark, which JSON does not allow"
+            elif lead[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in lead[:4]:
+                start = "is not UTF-8 (UTF-16, or NUL bytes)"
+            elif lead[:1] == b"[":
                 start = "starts as a JSON list"
             else:  # an HTML page, a proxy's message: its first words say what it is
-                head = data[:80 + len(self._token)].decode("utf-8", "replace")
+                # Redacted before it is cut to 80 characters, from enough bytes to hold them and a token that
+                # starts among them (a character is at most 4 bytes): a cut token would not be recognised.
+                head = data[:4 * 80 + len(self._token_bytes)].decode("utf-8", "replace")
                 start = f"starts {self.redact(head)[:80].replace(chr(10), ' ')!r}"
             raise BadResponse(f"body is not valid JSON ({exc.msg} at byte {exc.pos}; Content-Type {ctype}; "
                               f"{start})", path=path_of(url), status=200) from None

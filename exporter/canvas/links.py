@@ -68,7 +68,8 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 
 def on_origin(url: str, home: tuple[str, str, int | None]) -> bool:
-    """Whether `url` is on the origin `home` (ValueError if it is not a usable URL). A URL that starts with
+    """Whether `url` is on the origin `home` (ValueError if it is not a usable URL, or one on `home` that names
+    a user or password: aiohttp would send those beside the token). A URL that starts with
     exactly `scheme://host:port/` (or `scheme://host/` on the default port) is, since the authority ends at
     that slash; anything else is parsed and compared in full."""
     scheme, host, port = home
@@ -76,7 +77,11 @@ def on_origin(url: str, home: tuple[str, str, int | None]) -> bool:
         return True
     if {"http": 80, "https": 443}.get(scheme) == port and url.startswith(f"{scheme}://{host}/"):
         return True
-    return origin(url) == home
+    if origin(url) != home:
+        return False
+    if "@" in urlsplit(url).netloc:  # aiohttp would send them as Basic auth beside the token, or refuse the URL
+        raise ValueError("a user name or password in the URL")
+    return True
 
 
 _SECRET_PARAMS = re.compile(r"(?:(?<=[?&])|^)(access_token|api_key)=[^&#]*", re.IGNORECASE)

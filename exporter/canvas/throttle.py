@@ -73,9 +73,13 @@ class ThrottleRule:
     min_outflow: float = 0.5  # never assume a slower leak, so no wait grows without bound
     quiet: int = 16  # answers in a row without throttle headers after which pacing stops
     cooldown: float = 1.0  # seconds: one burst of refusals halves the cap once
-    # Longest wait for room (seconds). Canvas's bucket is at most 200 over its mark, 25.5 s of leak at the
-    # default rate; a server that claims far more (or a leak near zero) is believed only this far.
+    # Longest wait for room (seconds) before one start. Canvas's bucket is at most 200 over its mark, 25.5 s of
+    # leak at the default rate; a server that claims far more (or a leak near zero) is believed only this far:
+    # the start then goes ahead, and a refusal is retried like any other.
     max_wait: float = 30.0
+    # Canvas clamps its bucket's count to `maximum`, so X-Rate-Limit-Remaining goes no lower than hwm - maximum
+    # (-200 by default). A reading far below that is no reading: it is ignored, as one without headers is.
+    lowest_remaining: float = -1000.0
 
 
 class AdaptiveLimit:
@@ -100,6 +104,7 @@ class AdaptiveLimit:
         self._refusal = rule.up_front
         self._quiet = 0
         self._warned = False
+        self._warned_low = False
         # the estimates
         self._cost = 0.0
         self._costs = 0.0  # every reported cost, summed
@@ -152,6 +157,12 @@ class AdaptiveLimit:
         one was served, and its reservation, counted nowhere, would read as leak that never happened.
         """
         self._answered = True
+        if remaining is not None and remaining < self.rule.lowest_remaining:
+            if not self._warned_low:
+                self._warned_low = True
+                log.warning("Canvas reported X-Rate-Limit-Remaining %.0f, far below what its bucket allows; "
+                            "such readings are ignored", remaining)
+            remaining = None
         if remaining is None or not math.isfinite(remaining):
             self._grow()
             self._quiet += 1
@@ -256,11 +267,20 @@ class AdaptiveLimit:
             return self._start()
         turn = _Turn()
         self._queue.append(turn)
+        waiting_for_room = None  # when this turn, at the head, began to wait for the bucket's room
         try:
             while True:
                 wait = self.delay() if self._queue[0] is turn else math.inf
                 if wait <= 0.0:
                     break
+                if wait == math.inf:  # a slot, not room: what is in flight must end first
+                    waiting_for_room = None
+                else:
+                    now = self._clock()
+                    waiting_for_room = now if waiting_for_room is None else waiting_for_room
+                    if now - waiting_for_room >= self.rule.max_wait:
+                        break  # believed this far only (see ThrottleRule.max_wait)
+                    wait = min(wait, waiting_for_room + self.rule.max_wait - now)
                 if turn.event.is_set():  # woken before: a fresh event for the next wake
                     turn.event = anyio.Event()
                 if wait == math.inf:

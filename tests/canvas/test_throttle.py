@@ -270,8 +270,41 @@ async def test_waiters_start_in_order_and_a_cancelled_one_leaks_nothing():
 
 def test_a_wait_for_room_is_capped_whatever_the_server_claims(caplog):
     lim, _ = limit(max_wait=30.0)
-    lim.on_response(-1e12, 1.0)  # an answered request that says the bucket is a trillion over its mark
-    assert lim.delay() == 30.0
+    lim.on_response(-900.0, 1.0)  # an answered request that says the bucket is 900 over its mark
+    lim._cost = 0.0
+    assert lim.delay() == 30.0  # 955 of room short at 10 a second
     lim.on_response(1e12, None)  # a refusal that claims a trillion of room was not enough
     assert lim.delay() == 30.0
     assert sum("capped at 30 s" in r.getMessage() for r in caplog.records) == 1  # said once, not per start
+
+
+def test_a_reading_far_below_what_canvas_allows_is_not_believed(caplog):
+    """Canvas clamps its count, so remaining goes no lower than about -200: -1e9 is no reading at all (it made
+    every start wait 30 s, again and again)."""
+    lim, _ = limit()
+    lim.on_response(500.0, 1.0)
+    lim.on_response(-1e9, 1.0)
+    assert lim.delay() == 0.0  # the reading before it stands: room for a start now
+    lim.on_response(-1e9, 1.0)
+    assert sum("far below" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_one_start_waits_for_room_at_most_max_wait_in_all():
+    """A server whose readings never leave room (a leak it never shows) gets a start every max_wait, not none:
+    the head's wait is capped in all, not only each time it is computed."""
+    lim, clock = limit(max_wait=0.05)
+    lim.on_response(-900.0, 1.0)
+    real = anyio.current_time()
+    clock_at = clock.now
+
+    async def tick():  # the fake clock follows real time, so the cap can pass
+        while True:
+            await anyio.sleep(0.005)
+            clock.now = clock_at + anyio.current_time() - real
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tick)
+        with anyio.fail_after(5):
+            await lim.acquire()
+        tg.cancel_scope.cancel()
+    assert 0.05 <= clock.now - clock_at < 1.0
