@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 _RUN = re.compile(r"[A-Za-z0-9]{16,}")  # long enough that no text holds one of a token's by chance
 _JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_ENTITY = re.compile(rb"&(?:#|[A-Za-z]+;)")
 WITHHELD = "[withheld: it holds the API token, escaped]"
 
 
@@ -23,13 +24,15 @@ class TokenFinder:
         self.token = token
         runs = {m.group(0) for m in _RUN.finditer(token)}
         self.spellings = sorted({token, *runs} - {""}, key=len, reverse=True)  # the whole token first
-        self._bytes = [s.encode() for s in self.spellings]
+        # To find it, its runs alone are enough (the token holds each); with none, the token itself.
+        self._texts = sorted(runs) or self.spellings
+        self._bytes = [s.encode() for s in self._texts]
         # Escapes that could spell one of the token's characters: only a body with one is decoded to look.
         codes = sorted({f"{ord(c):02x}" for c in token if ord(c) < 0x80})
-        self._escape = re.compile(rb"(?i)%(?:" + "|".join(codes or ["(?!)"]).encode() + rb")|&(?:#|[a-z]+;)")
+        self._percent = re.compile(rb"(?i)%(?:" + "|".join(codes or ["(?!)"]).encode() + rb")")
 
     def in_text(self, text: str) -> bool:
-        return any(s in text for s in self.spellings)
+        return any(s in text for s in self._texts)
 
     def in_bytes(self, data: bytes) -> bool:
         """Whether `data` holds the token or one of its runs as they are (a C-speed search each)."""
@@ -38,8 +41,12 @@ class TokenFinder:
     def escaped_in_bytes(self, data: bytes) -> bool:
         """`escaped_in` for a body, decoded only if it has a percent escape of one of the token's characters
         or an HTML entity (JSON escapes are the client's own check)."""
-        return bool(self.spellings and self._escape.search(data)
-                    and self.escaped_in(data.decode("utf-8", "replace")))
+        if not self.spellings:
+            return False
+        # A C-speed scan for each kind first: a JSON page from Canvas usually has neither `%` nor `&`.
+        if not ((b"%" in data and self._percent.search(data)) or (b"&" in data and _ENTITY.search(data))):
+            return False
+        return self.escaped_in(data.decode("utf-8", "replace"))
 
     def escaped_in(self, text: str) -> bool:
         """Whether `text` holds the token once percent escapes, HTML entities or JSON `\\uXXXX` escapes are
