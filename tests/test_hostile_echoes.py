@@ -47,6 +47,14 @@ def config(proxy: HostileProxy, out: Path, **client) -> CrawlConfig:
     return CrawlConfig(client=cfg, scope=Scope(account=account_ref("self")), out=str(out))
 
 
+def failed_without_leaking(result, out: Path, section: int) -> None:
+    """The section's roster is the one failure, and neither it nor any file holds a piece of the token."""
+    [failure] = result.manifest["failures"]
+    assert failure["item"] == f"section {section}"
+    assert leaks(orjson.dumps(failure)) == [], failure["reason"]
+    assert files_leaking(out) == {}
+
+
 def bearer(request: web.BaseRequest) -> str:
     return request.headers.get("Authorization", "").removeprefix("Bearer ")
 
@@ -62,10 +70,7 @@ async def test_a_token_after_multibyte_text_in_an_html_200_is_not_quoted_in_part
 
     async with proxied(inst, {rf"^/api/v1/sections/{s}/users$": html}) as proxy:
         result = await export(config(proxy, tmp_path))
-    [failure] = result.manifest["failures"]
-    assert failure["item"] == f"section {s}"
-    assert leaks(orjson.dumps(failure)) == [], failure["reason"]
-    assert files_leaking(tmp_path) == {}
+    failed_without_leaking(result, tmp_path, s)
 
 
 # -- 2. token leak: an echoed token written with an escape other than JSON's ---------------------------------
@@ -86,10 +91,7 @@ async def test_an_escaped_token_echoed_into_an_error_is_not_quoted(inst, tmp_pat
 
     async with proxied(inst, {rf"^/api/v1/sections/{s}/users$": echo}) as proxy:
         result = await export(config(proxy, tmp_path))
-    [failure] = result.manifest["failures"]
-    assert failure["item"] == f"section {s}"
-    assert leaks(orjson.dumps(failure)) == [], failure["reason"]
-    assert files_leaking(tmp_path) == {}
+    failed_without_leaking(result, tmp_path, s)
 
 
 async def test_a_percent_encoded_token_in_a_row_is_not_stored(inst, tmp_path):
