@@ -358,6 +358,9 @@ class Snapshot:
                             self.fs.get_file_info(pafs.FileSelector(f"{self.staging}/journal", allow_not_found=True)))
             if not journaled and self.has_staging():
                 self.fs.delete_dir(self.staging)
+                if isinstance(self.fs, pafs.LocalFileSystem):  # and `_staging` itself, if that left it empty:
+                    os.rmdir(f"{self.root}/_staging")  # rmdir removes only an empty folder (another run's
+                    # staging, made meanwhile, stays); object stores have no empty folders to leave
         except OSError:  # best effort: the run is failing already, and its error is the one to report
             pass
 
