@@ -258,10 +258,13 @@ def _to_int(value: Any) -> int:
         raise TypeError("a boolean, not an integer")
     if isinstance(value, int):
         result = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and value.strip().lstrip("-").isascii() and value.strip().lstrip("-").isdigit():
         result = int(value)
     elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         result = int(value)
+    elif isinstance(value, float) and value.is_integer() and abs(value) >= 2**63:
+        # orjson reads an integer of more than 64 bits as a float
+        raise OverflowError("outside the int64 range")
     else:
         raise TypeError("not an integer")
     if not _INT64_MIN <= result <= _INT64_MAX:

@@ -91,6 +91,8 @@ def test_a_single_unknown_field_is_exactly_its_json(values):
     ({"id": "abc", "course_id": 2}, "item 0 field 'id' is \"abc\": not an integer"),
     ({"id": True, "course_id": 2}, "a boolean"),
     ({"id": 2**63, "course_id": 2}, "int64"),
+    ({"id": 1e30, "course_id": 2}, "is 1e+30: outside the int64 range"),  # orjson's float for a 100-bit integer
+    ({"id": "²", "course_id": 2}, "is \"²\": not an integer"),  # a digit to str.isdigit, none to int()
     ({"id": 1, "course_id": 2, "name": {"x": 1}}, "field 'name'"),
     ({"id": 1, "course_id": 2, "created_at": "yesterday"}, "field 'created_at'"),
     ({"id": 1, "course_id": 2, "restrict_enrollments_to_section_dates": "maybe"}, "not a boolean"),
