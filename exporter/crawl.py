@@ -420,7 +420,15 @@ class Crawler:
         try:
             while self.snapshot.due(table):
                 chunk = self.snapshot.take(table)
-                await self.arrow.run_sync(self.snapshot.write, table, chunk)
+                close = self.snapshot.closes_after(table, chunk)
+                if close and table is SECTION_USERS:
+                    # Rosters are journaled only after their sections' rows: a resume skips a journaled
+                    # roster, and one whose section row was not durable could name a course its section no
+                    # longer has (cross-listed) or none (deleted) once that section is listed again. A
+                    # section's unit reaches the snapshot before any roster of it (the units stream is FIFO);
+                    # chunks run on the Arrow thread in the order taken.
+                    await self.arrow.run_sync(self.snapshot.write, SECTIONS, self.snapshot.take(SECTIONS), True)
+                await self.arrow.run_sync(self.snapshot.write, table, chunk, close)
         except OSError as exc:
             raise RunAborted(f"cannot write the snapshot to {self.snapshot.root}: {exc}") from exc
         finally:

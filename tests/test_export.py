@@ -334,3 +334,40 @@ async def test_two_test_students_in_one_section_do_not_end_its_roster(tmp_path):
     async with Simulator(inst, SimOptions()) as sim:
         result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), per_page=1))
     assert compare(tmp_path, result.snapshot_id, ground_truth(inst, AccountScope("self"))) == []
+
+
+async def test_a_roster_is_journaled_only_after_its_sections_row(institution, tmp_path, monkeypatch):
+    """A resume skips a journaled roster. Were its section's row not journaled too, a section cross-listed or
+    deleted before the resume would leave roster rows naming a course the section no longer has, or none at
+    all. Here rosters part files close every 200 rows, while the sections file would stay open to the end
+    (fewer rows than that, no checkpoint): every rosters file must still follow the sections rows it needs."""
+    from exporter.store import snapshot as snapshot_module
+
+    journaled: list[dict] = []
+    write_json = snapshot_module._write_json
+    post_init = snapshot_module.Snapshot.__post_init__
+
+    def recording(fs, path, data):
+        if "/journal/" in path:
+            journaled.append(data)
+        return write_json(fs, path, data)
+
+    def small_files(self):
+        post_init(self)
+        self.row_group_rows, self.file_rows = 100, 200
+
+    monkeypatch.setattr(snapshot_module, "_write_json", recording)
+    monkeypatch.setattr(snapshot_module.Snapshot, "__post_init__", small_files)
+    async with Simulator(institution, SimOptions()) as sim:
+        result = await export(config(sim, tmp_path, Scope(account=account_ref("self")), per_page=10,
+                                     concurrency=4, checkpoint_seconds=3600.0))
+    assert result.status == "complete"
+    rows: set[int] = set()
+    roster_files = 0
+    for entry in journaled:
+        if entry["table"] == "sections":
+            rows.update(s[0] for unit in entry["units"] for s in unit["sections"])
+        else:
+            roster_files += 1
+            assert {int(unit) for unit in entry["units"]} <= rows
+    assert roster_files >= 5  # file after file, the order was put to the test

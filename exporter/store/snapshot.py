@@ -145,11 +145,18 @@ class _TableWriter:
         self._pending, self._pending_rows, self._units = [], 0, []
         return chunk
 
-    def write(self, chunk: Chunk) -> None:
-        """Write a taken chunk as a row group, and close the file when due (slow: off the event loop)."""
+    def write(self, chunk: Chunk, close: bool | None = None) -> None:
+        """Write a taken chunk as a row group, and close the file when due, or as `close` says (slow: off
+        the event loop)."""
         self._write_rows(chunk)
-        if self._file_units and self._file_due():
+        if self._file_units and (self._file_due() if close is None else close):
             self._close()
+
+    def closes_after(self, chunk: Chunk) -> bool:
+        """Whether writing `chunk` now would close the file (read on the thread that took the chunk)."""
+        return bool(self._file_units or chunk.units) and (
+            self._file_rows + chunk.rows >= self.snapshot.file_rows
+            or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds)
 
     def settle(self) -> None:
         self.write(self.take())
@@ -303,8 +310,11 @@ class Snapshot:
     def take(self, table: Table) -> Chunk:
         return self._writers[table.name].take()
 
-    def write(self, table: Table, chunk: Chunk) -> None:
-        self._writers[table.name].write(chunk)
+    def write(self, table: Table, chunk: Chunk, close: bool | None = None) -> None:
+        self._writers[table.name].write(chunk, close)
+
+    def closes_after(self, table: Table, chunk: Chunk) -> bool:
+        return self._writers[table.name].closes_after(chunk)
 
     def settle(self, table: Table) -> None:
         self._writers[table.name].settle()
