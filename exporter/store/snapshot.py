@@ -18,6 +18,7 @@ On a local filesystem each table's snapshot directory appears with one rename.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -34,6 +35,7 @@ import pyarrow.parquet as pq
 
 from exporter.rows import Table
 
+log = logging.getLogger("exporter.snapshot")
 ROW_GROUP_ROWS = 64 * 1024
 FILE_ROWS = 1024 * 1024
 CHECKPOINT_SECONDS = 30.0  # a part file open longer than this is closed (journaled) at the next unit
@@ -280,9 +282,10 @@ class Snapshot:
         if _exists(self.fs, jdir):
             for info in self.fs.get_file_info(pafs.FileSelector(jdir)):
                 if info.is_file and info.base_name.endswith(".json"):
-                    entry = _read_json(self.fs, info.path)
-                    entry["_seq"] = info.base_name.split("-")[-2]
-                    entries.append(entry)
+                    entry = self._whole_entry(info.path)
+                    if entry is not None:
+                        entry["_seq"] = info.base_name.split("-")[-2]
+                        entries.append(entry)
                 elif info.is_file:
                     self.fs.delete_file(info.path)  # a journal entry's own temporary
         kept = {(e["table"], e["file"]) for e in entries}
@@ -294,6 +297,24 @@ class Snapshot:
                 if (t.name, info.base_name) not in kept:
                     self.fs.delete_file(info.path)
         self.journal = entries
+
+    def _whole_entry(self, path: str) -> dict[str, Any] | None:
+        """A journal entry, if it and the part file it vouches for are whole (the file is there, with the rows
+        the entry counts). Else None, and the entry is removed: its part file goes with the files no entry
+        vouches for, and its units are fetched again. Entries and part files are written whole, then moved
+        into place, so only a hand, a full disk or a power cut before the data reached it can damage them."""
+        try:
+            entry = _read_json(self.fs, path)
+            with self.fs.open_input_file(f"{self.staging}/{entry['table']}/{entry['file']}") as f:
+                rows = pq.read_metadata(f).num_rows
+            if rows != entry["rows"]:
+                raise ValueError(f"its part file holds {rows} rows, the entry says {entry['rows']}")
+        except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:  # JSONDecodeError: a ValueError
+            log.warning("resume: journal entry %s, or the part file it names, is damaged (%s); its units are "
+                        "fetched again", path.rsplit("/", 1)[-1], exc)
+            self.fs.delete_file(path)
+            return None
+        return entry
 
     def add(self, table: Table, unit: Any, batches: list[pa.RecordBatch]) -> bool:
         """Buffer a unit's rows; True when there is file work to do: `settle(table)`, or `take` on this
