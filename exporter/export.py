@@ -9,6 +9,8 @@ from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
+
 from exporter import __version__
 from exporter.arrow_thread import ArrowThread
 from exporter.canvas.client import CanvasClient
@@ -30,13 +32,23 @@ class ExportResult:
 
 
 def latest_staged(out: str) -> str | None:
-    """The newest unfinished snapshot in OUT, for `--resume` without `--snapshot-id`."""
+    """The unfinished snapshot in OUT whose run started last, for `--resume` without `--snapshot-id`."""
     snap = Snapshot(out, "probe", TABLES)
     from pyarrow import fs as pafs
 
     info = snap.fs.get_file_info(pafs.FileSelector(f"{snap.root}/_staging", allow_not_found=True))
-    names = sorted(i.base_name for i in info if i.type == pafs.FileType.Directory)
-    return names[-1] if names else None
+    names = [i.base_name for i in info if i.type == pafs.FileType.Directory]
+
+    def started(name: str) -> tuple[str, str]:
+        """When the run that started it began (its run.json), then its name: not the name alone, which sorts
+        `weekly` after `20261204T231700Z` and `-10` before `-2`. One without a readable run.json is oldest."""
+        try:
+            with snap.fs.open_input_stream(f"{snap.root}/_staging/{name}/run.json") as f:
+                return str(orjson.loads(f.read())["started_at"]), name
+        except (OSError, ValueError, KeyError, TypeError):
+            return "", name
+
+    return max(names, key=started) if names else None
 
 
 def _fresh_default_snapshot(out: str, base_id: str) -> Snapshot:

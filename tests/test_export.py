@@ -371,3 +371,21 @@ async def test_a_roster_is_journaled_only_after_its_sections_row(institution, tm
             roster_files += 1
             assert {int(unit) for unit in entry["units"]} <= rows
     assert roster_files >= 5  # file after file, the order was put to the test
+
+
+def test_resume_without_an_id_takes_the_snapshot_started_last(tmp_path):
+    """By when its run began (run.json), not by name: `weekly` sorts after `20261204T231700Z`, and `-10`
+    before `-2`. A staging folder without a readable run.json counts as the oldest."""
+    from exporter.export import latest_staged
+
+    def staged(name: str, started_at: str | None) -> None:
+        (tmp_path / "_staging" / name).mkdir(parents=True)
+        if started_at is not None:
+            (tmp_path / "_staging" / name / "run.json").write_bytes(orjson.dumps({"started_at": started_at}))
+
+    staged("weekly", "2026-11-27T02:00:00Z")
+    staged("zzz-broken", None)
+    staged("20261204T231700Z-2", "2026-12-04T23:17:00Z")
+    staged("20261204T231700Z-10", "2026-12-04T23:17:01Z")
+    assert latest_staged(str(tmp_path)) == "20261204T231700Z-10"
+    assert latest_staged(str(tmp_path / "nothing-here")) is None
