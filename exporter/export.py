@@ -134,7 +134,11 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
     snapshot.checkpoint_seconds = config.checkpoint_seconds
 
     if config.resume and snapshot.has_staging() and snapshot.pending_commit():
-        snapshot.finish_commit()  # the earlier run died while committing: finish it
+        snapshot.claim()
+        try:
+            snapshot.finish_commit()  # the earlier run died while committing: finish it
+        finally:
+            snapshot.unlock()
         manifest = _load_manifest(snapshot)
         return ExportResult(snapshot_id, manifest["status"], manifest, snapshot.manifest_path)
 
@@ -149,6 +153,7 @@ async def export(config: CrawlConfig, progress: Progress | None = None) -> Expor
         raise
     finally:
         arrow.close()
+        snapshot.unlock()
 
 
 async def _crawl_and_commit(config: CrawlConfig, snapshot: Snapshot, started: datetime,

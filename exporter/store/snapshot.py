@@ -18,9 +18,11 @@ On a local filesystem each table's snapshot directory appears with one rename.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -70,6 +72,18 @@ def _write_json(fs: pafs.FileSystem, path: str, data: Any) -> None:
     with fs.open_output_stream(tmp) as f:
         f.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
     fs.move(tmp, path)
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
 
 
 def _read_json(fs: pafs.FileSystem, path: str) -> Any:
@@ -254,6 +268,7 @@ class Snapshot:
         if self.is_committed():
             raise SnapshotError(f"snapshot {self.snapshot_id} is already committed in {self.root}; "
                                 "choose another --snapshot-id")
+        self.claim()
         earlier = None
         if self.has_staging():
             if not resume:
@@ -274,6 +289,45 @@ class Snapshot:
         for t in self.tables:
             self._writers[t.name] = _TableWriter(self, t, first_seq)
         return earlier
+
+    def claim(self) -> None:
+        """Claim the snapshot for this process: `_staging/<ID>.lock`, made only if absent. Two runs on one
+        snapshot (a --resume started while the first still runs) would move each other's part files at
+        commit. A lock whose process is gone (same host), or is this one, is taken over. Local folders only: an object store
+        has no file that is made only if absent."""
+        if not isinstance(self.fs, pafs.LocalFileSystem):
+            return
+        path = f"{self.root}/_staging/{self.snapshot_id}.lock"
+        mine = f"{os.getpid()} {socket.gethostname()}\n"
+        for _ in range(2):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    pid_text, host = open(path).read().split()
+                    pid = int(pid_text)
+                except (OSError, ValueError):
+                    pid, host = 0, "?"
+                if host == socket.gethostname() and (pid == os.getpid() or not _alive(pid)):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)  # left by a run that was killed, or by this process before
+                    continue
+                raise SnapshotError(f"snapshot {self.snapshot_id} is being written by another run (pid {pid} on "
+                                    f"{host}); wait for it to end, or remove {path} if it is gone") from None
+            except OSError as exc:
+                raise SnapshotError(f"cannot write to {self.root}: {exc}") from exc
+            with os.fdopen(fd, "w") as f:
+                f.write(mine)
+            self._lock_path = path
+            return
+
+    def unlock(self) -> None:
+        """Give the snapshot up (idempotent)."""
+        path, self._lock_path = getattr(self, "_lock_path", None), None
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
 
     def _load_journal(self) -> None:
         """Read the journal and delete part files no entry vouches for (cut short by a crash)."""
@@ -389,6 +443,7 @@ class Snapshot:
                             self.fs.get_file_info(pafs.FileSelector(f"{self.staging}/journal", allow_not_found=True)))
             if not journaled and self.has_staging():
                 self.fs.delete_dir(self.staging)
+                self.unlock()
                 if isinstance(self.fs, pafs.LocalFileSystem):  # and `_staging` itself, if that left it empty:
                     os.rmdir(f"{self.root}/_staging")  # rmdir removes only an empty folder (another run's
                     # staging, made meanwhile, stays); object stores have no empty folders to leave

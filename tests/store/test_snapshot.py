@@ -153,3 +153,28 @@ def test_a_committed_snapshot_holds_only_its_part_files(tmp_path):
         names = os.listdir(tmp_path / table / "snapshot_id=S1")
         assert names and all(re.fullmatch(r"part-\d{5}-[0-9a-f]{8}\.parquet", n) for n in names), names
     assert sorted(r["user_id"] for r in visible_rows(str(tmp_path), "section_users")) == [10, 11, 12]
+
+
+def test_a_snapshot_another_live_run_is_writing_is_refused(tmp_path):
+    """A --resume started while the first run still writes the snapshot (overlapping cron jobs): both would
+    commit, each moving the other's part files, and the snapshot held every roster twice."""
+    import socket
+
+    out = str(tmp_path)
+    (tmp_path / "_staging").mkdir()
+    lock = tmp_path / "_staging" / "S1.lock"
+    lock.write_text(f"1 {socket.gethostname()}\n")  # pid 1 lives as long as the machine does
+    with pytest.raises(SnapshotError, match=r"being written by another run \(pid 1 on .*remove .*S1.lock"):
+        Snapshot(out, "S1", TABLES).open({"scope": {}}, resume=True)
+    assert lock.read_text().startswith("1 ")  # not taken over
+
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)  # a pid that is gone
+    lock.write_text(f"{dead} {socket.gethostname()}\n")
+    snap = Snapshot(out, "S1", TABLES)
+    snap.open({"scope": {}}, resume=True)  # a lock left by a killed run is taken over
+    assert lock.read_text().startswith(f"{os.getpid()} ")
+    snap.unlock()
+    assert not lock.exists()
