@@ -258,7 +258,7 @@ def _to_int(value: Any) -> int:
         raise TypeError("a boolean, not an integer")
     if isinstance(value, int):
         result = value
-    elif isinstance(value, str) and value.strip().lstrip("-").isascii() and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and (digits := value.strip().lstrip("-")).isascii() and digits.isdigit():
         result = int(value)
     elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         result = int(value)

@@ -11,7 +11,6 @@ import asyncio
 import functools
 import logging
 import random
-import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -106,34 +105,6 @@ class _Retry(Exception):
         self.connect = connect
 
 
-_JSON_ESCAPE = re.compile(rb'\\u([dD][89abAB][0-9a-fA-F]{2})\\u([dD][c-fC-F][0-9a-fA-F]{2})'  # a surrogate pair
-                          rb'|\\(?:u([0-9a-fA-F]{4})|(.))', re.DOTALL)
-_SHORT_ESCAPES = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r",
-                  b"t": b"\t"}
-
-
-def _unescaped(match: re.Match[bytes]) -> bytes:
-    """One JSON escape as the UTF-8 bytes it stands for (a lone surrogate or an unknown escape: as is)."""
-    high, low, code, short = match.groups()
-    if high is not None:
-        return chr(0x10000 + ((int(high, 16) - 0xD800) << 10) + int(low, 16) - 0xDC00).encode()
-    if code is None:
-        return _SHORT_ESCAPES.get(short, match.group(0))
-    n = int(code, 16)
-    return match.group(0) if 0xD800 <= n < 0xE000 else chr(n).encode()
-
-
-def _escapes_spelling(token: str) -> re.Pattern[bytes]:
-    """A pattern for the JSON escapes that stand for a character of `token` (any surrogate, if the token has
-    a character outside the Basic Multilingual Plane)."""
-    short = {v.decode(): k for k, v in _SHORT_ESCAPES.items()}
-    spellings = [b"u" + f"{ord(c):04x}".encode() for c in set(token) if ord(c) < 0x10000]
-    spellings += [re.escape(short[c]) for c in set(token) if c in short]
-    if any(ord(c) >= 0x10000 for c in token):
-        spellings.append(b"u[dD][89abAB][0-9a-fA-F]{2}")
-    return re.compile(rb"(?i)\\(?:" + b"|".join(spellings or [b"(?!)"]) + b")")
-
-
 def _without_prefix(body: bytes) -> bytes:
     """A 200 body without Canvas's `while(1);` guard, if it has one."""
     return body[len(_JSON_PREFIX):] if body.startswith(_JSON_PREFIX) else body
@@ -176,7 +147,6 @@ class CanvasClient:
         self._session: aiohttp.ClientSession | None = None
         self._token = config.token.reveal()
         self._token_bytes = self._token.encode()
-        self._token_escapes = _escapes_spelling(self._token)
         self._finder = TokenFinder(self._token)
 
     async def __aenter__(self) -> CanvasClient:
@@ -215,7 +185,7 @@ class CanvasClient:
         if foreign:
             raise PaginationError("refusing to send the token to another host", path=path_of(url))
         if params:  # encoded once here, as Canvas's own links encode them (`include%5B%5D=x`)
-            query = _query(tuple(params)) if isinstance(params, list) else urlencode(params)
+            query = _encoded_query(tuple(params)) if isinstance(params, list) else urlencode(params)
             url = f"{url}{'&' if '?' in url else '?'}{query}"
             params = None
         retry = self.config.retry
@@ -351,15 +321,7 @@ class CanvasClient:
         """Whether a body holds the token, written plainly, with its punctuation escaped, or with percent, HTML
         or JSON escapes (`1\\u007e...`). C-speed searches; only a body with an escape that could spell one of the
         token's characters is decoded first."""
-        if not self._token_bytes:
-            return False
-        if self._finder.in_bytes(body):  # the token, or a long run of it (its punctuation escaped)
-            return True
-        if self._finder.escaped_in_bytes(body):  # percent escapes or HTML entities
-            return True
-        if b"\\" not in body or not self._token_escapes.search(body):
-            return False
-        return self._token_bytes in _JSON_ESCAPE.sub(_unescaped, body)
+        return self._finder.in_bytes(body) or self._finder.escaped_in_bytes(body)
 
     def _classify(self, url: str, resp: aiohttp.ClientResponse, body: bytes, raw: bool = False) -> Page:
         status = resp.status
@@ -431,7 +393,7 @@ class CanvasClient:
 
 
 @functools.lru_cache(maxsize=64)  # a crawl asks every list with the same few parameter lists
-def _query(params: tuple[tuple[str, str], ...]) -> str:
+def _encoded_query(params: tuple[tuple[str, str], ...]) -> str:
     return urlencode(params)
 
 

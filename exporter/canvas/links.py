@@ -210,11 +210,15 @@ def _key(pair: str) -> str:
     return unquote_plus(key) if "%" in key or "+" in key else key
 
 
+def _whole_number(text: str) -> int | None:
+    """A whole number written in ASCII digits, or None (`²` is a digit to str.isdigit, not to int)."""
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
 def _count(text: str) -> int | None:
-    """A positive whole number written in ASCII digits, or None (`²` is a digit to str.isdigit, not to int)."""
-    if text.isascii() and text.isdigit() and int(text) > 0:
-        return int(text)
-    return None
+    """A positive whole number written in ASCII digits, or None."""
+    n = _whole_number(text)
+    return n if n else None
 
 
 def _list_path(url: str) -> str:
@@ -232,8 +236,7 @@ def _query(url: str) -> str:
 
 def page_number(url: str) -> int | None:
     """The page a URL asks for, as Canvas reads its `page` parameter; None if it names none it can read."""
-    value = _param("page", url)
-    return int(value) if value.isascii() and value.isdigit() else None
+    return _whole_number(_param("page", url))
 
 
 def with_page(url: str, number: int) -> str:

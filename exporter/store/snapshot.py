@@ -152,8 +152,10 @@ class _TableWriter:
         return self._pending_rows >= self.snapshot.row_group_rows or (
             bool(self._units or self._file_units) and self._file_due())
 
-    def _file_due(self) -> bool:
-        return (self._file_rows + self._pending_rows >= self.snapshot.file_rows
+    def _file_due(self, rows: int | None = None) -> bool:
+        """Whether the open file should close once `rows` more are in it (default: those pending)."""
+        rows = self._pending_rows if rows is None else rows
+        return (self._file_rows + rows >= self.snapshot.file_rows
                 or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds)
 
     def take(self) -> Chunk:
@@ -170,9 +172,7 @@ class _TableWriter:
 
     def closes_after(self, chunk: Chunk) -> bool:
         """Whether writing `chunk` now would close the file (read on the thread that took the chunk)."""
-        return bool(self._file_units or chunk.units) and (
-            self._file_rows + chunk.rows >= self.snapshot.file_rows
-            or time.monotonic() - self._opened >= self.snapshot.checkpoint_seconds)
+        return bool(self._file_units or chunk.units) and self._file_due(chunk.rows)
 
     def settle(self) -> None:
         self.write(self.take())
@@ -293,8 +293,8 @@ class Snapshot:
     def claim(self) -> None:
         """Claim the snapshot for this process: `_staging/<ID>.lock`, made only if absent. Two runs on one
         snapshot (a --resume started while the first still runs) would move each other's part files at
-        commit. A lock whose process is gone (same host), or is this one, is taken over. Local folders only: an object store
-        has no file that is made only if absent."""
+        commit. A lock whose process is gone (same host), or is this one, is taken over. Local folders only:
+        an object store has no file that is made only if absent."""
         if not isinstance(self.fs, pafs.LocalFileSystem):
             return
         path = f"{self.root}/_staging/{self.snapshot_id}.lock"
@@ -305,7 +305,8 @@ class Snapshot:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
-                    pid_text, host = open(path).read().split()
+                    with open(path) as f:
+                        pid_text, host = f.read().split()
                     pid = int(pid_text)
                 except (OSError, ValueError):
                     pid, host = 0, "?"

@@ -28,7 +28,7 @@ def test_a_token_escaped_letter_by_letter_withholds_the_text(escape):
     finder = TokenFinder(TOKEN)
     text = f"<p>bad {escape(TOKEN)}</p>"
     assert finder.redact(text) == WITHHELD
-    assert finder.escaped_in_bytes(text.encode()) != (escape(TOKEN).startswith("\\u"))  # JSON: the client's check
+    assert finder.escaped_in_bytes(text.encode())  # a body holding it is refused, whichever the escape
 
 
 def test_text_without_the_token_is_left_alone():
